@@ -1,0 +1,96 @@
+"""Settings for every lakepulse deployable: one place where endpoints, ports and paths come from.
+
+Every endpoint is a setting, so the same code runs against the local stack (the default) or against
+external Kafka, S3, Spark, Pinot, Trino and Airflow clusters (`LAKEPULSE_MODE=cluster`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_PLACEHOLDER_SECRET = "lakepulse-local-only"
+
+
+class Settings(BaseSettings):
+    """Endpoints, credentials and paths; read from `LAKEPULSE_*` environment variables or `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKEPULSE_", env_file=".env", extra="ignore")
+
+    mode: Literal["local", "cluster"] = "local"
+
+    # Where provisioned software (downloads, builds) and runtime state (data, logs) live.
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "lakepulse")
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "state" / "lakepulse")
+
+    bind_host: str = "127.0.0.1"
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    kafka_connect_url: str = "http://127.0.0.1:8083"
+    topic_events_raw: str = "events.raw"
+    topic_events_dlq: str = "events.dlq"
+    topic_events_late: str = "events.late"
+    topic_metrics_minute: str = "metrics.minute"
+    topic_orders_live: str = "orders.live"
+    topic_couriers_live: str = "couriers.live"
+    topic_alerts: str = "alerts"
+    events_raw_partitions: int = 6
+
+    # S3 / MinIO
+    s3_endpoint: str = "http://127.0.0.1:9400"
+    s3_console_port: int = 9401
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "lakepulse"
+    s3_secret_key: str = LOCAL_PLACEHOLDER_SECRET
+    s3_bucket: str = "lake"
+
+    # Pinot
+    pinot_controller_url: str = "http://127.0.0.1:9000"
+    pinot_broker_url: str = "http://127.0.0.1:8099"
+    pinot_server_port: int = 8098
+    pinot_grpc_port: int = 8090
+    pinot_zk_port: int = 2181
+
+    # Trino
+    trino_url: str = "http://127.0.0.1:8088"
+    trino_user: str = "lakepulse"
+
+    # Spark: `local[2]` on one machine, `spark://host:7077` (or k8s://...) on a cluster.
+    spark_master: str = "local[2]"
+
+    # Airflow
+    airflow_url: str = "http://127.0.0.1:8080"
+    airflow_user: str = "admin"
+
+    # lakepulse's own APIs
+    api_port: int = 8000
+    ingest_port: int = 8001
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets_outside_local(self) -> Settings:
+        if self.mode != "local" and self.s3_secret_key == LOCAL_PLACEHOLDER_SECRET:
+            raise ValueError(
+                "LAKEPULSE_S3_SECRET_KEY still holds the local placeholder; set a real secret in cluster mode"
+            )
+        return self
+
+    @property
+    def s3_port(self) -> int:
+        """Port of the S3 endpoint (used when the local stack starts MinIO)."""
+        return int(self.s3_endpoint.rsplit(":", 1)[1].split("/")[0])
+
+    def port_of(self, url: str) -> int:
+        """Port of an http(s)://host:port URL."""
+        return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
