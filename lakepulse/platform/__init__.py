@@ -1,0 +1,1 @@
+"""The local stack: provisioning, configuring, supervising and bootstrapping every server."""
