@@ -1,0 +1,231 @@
+"""The event contract of design.md section 2: the envelope, the core event types and their properties.
+
+Validation works on the decoded JSON object (a dict) so that what reaches Kafka is the object exactly as
+sent; the model decides acceptance and yields a short reason when it refuses.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+ORDER_STATUSES = (
+    "placed",
+    "confirmed",
+    "in_kitchen",
+    "ready_for_pickup",
+    "picked_up",
+    "delivered",
+    "cancelled",
+)
+COURIER_STATUSES = ("assigned", "arrived_at_restaurant", "picked_up", "delivered")
+CHANNELS = ("app", "web", "partner")
+CORE_EVENT_TYPES = (
+    "order_placed",
+    "order_status_changed",
+    "courier_status_changed",
+    "rating_submitted",
+    "page_view",
+    "app_error",
+)
+# Fields the ingest service adds to every accepted event; everything else in a raw record was sent.
+SERVER_FIELDS = ("received_at", "device_family")
+
+TENANT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# RFC 3339 date-time: full date, time, and a mandatory zone (Z or +hh:mm).
+RFC3339_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+MAX_REASON_ERRORS = 3
+
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+Identifier = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+Money = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+Rating = Annotated[int, Field(strict=True, ge=1, le=5)]
+
+
+class _Properties(BaseModel):
+    """Properties of a core event type: required fields are checked, extra fields pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class OrderItem(BaseModel):
+    """One line of an order."""
+
+    model_config = ConfigDict(extra="allow")
+
+    item_id: Identifier
+    name: Text
+    category: Text
+    quantity: Annotated[int, Field(strict=True, ge=1)]
+    unit_price: Money
+
+
+class OrderPlacedProperties(_Properties):
+    order_id: Identifier
+    user_id: Identifier
+    amount: Money
+    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
+    channel: Literal["app", "web", "partner"]
+    country: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{2}$")]
+    device: Text
+    items: Annotated[list[OrderItem], Field(min_length=1, max_length=200)]
+
+
+class OrderStatusChangedProperties(_Properties):
+    order_id: Identifier
+    status: Literal[
+        "placed", "confirmed", "in_kitchen", "ready_for_pickup", "picked_up", "delivered", "cancelled"
+    ]
+
+
+class CourierStatusChangedProperties(_Properties):
+    courier_id: Identifier
+    order_id: Identifier
+    status: Literal["assigned", "arrived_at_restaurant", "picked_up", "delivered"]
+
+
+class RatingSubmittedProperties(_Properties):
+    order_id: Identifier
+    user_id: Identifier
+    food_rating: Rating
+    delivery_rating: Rating
+
+
+class PageViewProperties(_Properties):
+    user_id: Identifier
+    page: Text
+    country: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{2}$")]
+    device: Text
+    category: Text
+
+
+class AppErrorProperties(_Properties):
+    service: Text
+    code: Annotated[str, Field(strict=True, min_length=1, max_length=100)]
+
+
+class _Envelope(BaseModel):
+    """Fields every event carries; unknown top-level fields are refused so the raw schema stays fixed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Annotated[str | None, Field(strict=True, min_length=1, max_length=64)] = None
+    tenant_id: Annotated[str, Field(strict=True, pattern=TENANT_ID_PATTERN)]
+    occurred_at: datetime
+    source: Annotated[str, Field(strict=True, min_length=1, max_length=100)]
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _rfc3339_with_zone(cls, value: Any) -> datetime:
+        # Pydantic alone would also take epoch numbers and zone-less times; the contract asks for RFC 3339.
+        if not isinstance(value, str) or not RFC3339_PATTERN.match(value):
+            raise ValueError("must be an RFC 3339 timestamp with a zone, e.g. 2024-05-01T12:30:00Z")
+        return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+
+
+class OrderPlaced(_Envelope):
+    event_type: Literal["order_placed"]
+    properties: OrderPlacedProperties
+
+
+class OrderStatusChanged(_Envelope):
+    event_type: Literal["order_status_changed"]
+    properties: OrderStatusChangedProperties
+
+
+class CourierStatusChanged(_Envelope):
+    event_type: Literal["courier_status_changed"]
+    properties: CourierStatusChangedProperties
+
+
+class RatingSubmitted(_Envelope):
+    event_type: Literal["rating_submitted"]
+    properties: RatingSubmittedProperties
+
+
+class PageView(_Envelope):
+    event_type: Literal["page_view"]
+    properties: PageViewProperties
+
+
+class AppError(_Envelope):
+    event_type: Literal["app_error"]
+    properties: AppErrorProperties
+
+
+class OtherEvent(_Envelope):
+    """Any event type outside the core set: envelope rules only, properties free-form."""
+
+    event_type: Annotated[str, Field(strict=True, pattern=EVENT_TYPE_PATTERN)]
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+def _event_kind(value: Any) -> str:
+    """Discriminator: the core event type named in the event, or 'other'."""
+    event_type = value.get("event_type") if isinstance(value, dict) else getattr(value, "event_type", None)
+    return event_type if event_type in CORE_EVENT_TYPES else "other"
+
+
+Event = Annotated[
+    Annotated[OrderPlaced, Tag("order_placed")]
+    | Annotated[OrderStatusChanged, Tag("order_status_changed")]
+    | Annotated[CourierStatusChanged, Tag("courier_status_changed")]
+    | Annotated[RatingSubmitted, Tag("rating_submitted")]
+    | Annotated[PageView, Tag("page_view")]
+    | Annotated[AppError, Tag("app_error")]
+    | Annotated[OtherEvent, Tag("other")],
+    Discriminator(_event_kind),
+]
+EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+
+
+class InvalidEvent(ValueError):
+    """An event the contract refuses; `reason` is a short sentence meant for the producer."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def rejection_reason(error: ValidationError) -> str:
+    """A short reason from a pydantic error: 'field.path: message' for the first few problems."""
+    parts = []
+    for detail in error.errors(include_url=False)[:MAX_REASON_ERRORS]:
+        # The first location element is the union tag (e.g. 'order_placed'); the producer never wrote it.
+        location = [str(part) for part in detail["loc"][1:]]
+        message = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{'.'.join(location) or 'event'}: {message}")
+    extra = error.error_count() - MAX_REASON_ERRORS
+    if extra > 0:
+        parts.append(f"and {extra} more")
+    return "; ".join(parts)
+
+
+def validate_event(raw: Any) -> Any:
+    """Validate one decoded JSON value against the contract; the typed event, or InvalidEvent."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent(f"event must be a JSON object, got {type(raw).__name__}")
+    try:
+        return EVENT_ADAPTER.validate_python(raw)
+    except ValidationError as error:
+        raise InvalidEvent(rejection_reason(error)) from error
+
+
+def event_json_schema() -> dict[str, Any]:
+    """JSON Schema of one event (used for the OpenAPI description of the ingest API)."""
+    return EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")

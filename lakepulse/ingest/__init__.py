@@ -1,0 +1,1 @@
+"""The ingest service: validates events against the contract and makes accepted ones durable in Kafka."""

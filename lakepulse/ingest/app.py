@@ -1,0 +1,258 @@
+"""FastAPI ingest service: `POST /v1/events`, `/health`, `/metrics`.
+
+Run: `uvicorn --factory lakepulse.ingest.app:create_app --host 127.0.0.1 --port 8001`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from lakepulse.events import event_json_schema
+from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
+from lakepulse.ingest.metrics import IngestMetrics
+from lakepulse.ingest.processing import Batch, process_items
+from lakepulse.ingest.sink import DEFAULT_DELIVERY_TIMEOUT_S, EventSink, KafkaSink, KafkaUnavailable
+from lakepulse.settings import Settings, get_settings
+
+RETRY_AFTER_S = 2
+
+
+class EventResultModel(BaseModel):
+    """Result of one event of the request, by its position in the body."""
+
+    index: int
+    status: str
+    event_id: str | None = None
+    reason: str | None = None
+
+
+class IngestResponse(BaseModel):
+    """202 body: how many events were accepted and rejected, and a result per event."""
+
+    accepted: int
+    rejected: int
+    results: list[EventResultModel]
+
+
+class ErrorResponse(BaseModel):
+    """Body of 4xx/503 answers."""
+
+    detail: str
+
+
+class SinkHolder:
+    """Creates the Kafka sink on first use, so an app that never ingests never connects."""
+
+    def __init__(self, factory: Callable[[], EventSink]) -> None:
+        self._factory = factory
+        self._sink: EventSink | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> EventSink:
+        """The process's sink, created once."""
+        if self._sink is None:
+            with self._lock:
+                if self._sink is None:
+                    self._sink = self._factory()
+        return self._sink
+
+    def close(self) -> None:
+        """Flush and close the sink if it was ever created."""
+        if self._sink is not None:
+            self._sink.close()
+
+
+def get_sink(request: Request) -> EventSink:
+    """Dependency: the Kafka sink of this app."""
+    return request.app.state.sinks.get()
+
+
+def get_metrics(request: Request) -> IngestMetrics:
+    """Dependency: the metrics of this app."""
+    return request.app.state.metrics
+
+
+def get_limits(request: Request) -> Limits:
+    """Dependency: request size limits of this app."""
+    return request.app.state.limits
+
+
+SinkDep = Annotated[EventSink, Depends(get_sink)]
+MetricsDep = Annotated[IngestMetrics, Depends(get_metrics)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+
+router = APIRouter()
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The request body, refused with 413 as soon as it grows past the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise BodyError(413, f"body exceeds {limits.max_body_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise BodyError(413, f"body exceeds {limits.max_body_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def response_content(batch: Batch) -> dict[str, Any]:
+    """The 202 body for a batch, leaving out empty fields."""
+    results = []
+    for result in batch.results:
+        entry: dict[str, Any] = {"index": result.index, "status": result.status}
+        if result.event_id is not None:
+            entry["event_id"] = result.event_id
+        if result.reason is not None:
+            entry["reason"] = result.reason
+        results.append(entry)
+    return {"accepted": batch.accepted, "rejected": batch.rejected, "results": results}
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response serialised with orjson (fast for large per-event result lists)."""
+    return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """A JSON error body with `detail`."""
+    return json_response({"detail": detail}, status, headers)
+
+
+INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": IngestResponse, "description": "Every event has a result; rejected ones went to the DLQ"},
+    400: {"model": ErrorResponse, "description": "Body is not JSON, NDJSON or gzip, or holds no events"},
+    413: {"model": ErrorResponse, "description": "Body or event count over the limit"},
+    415: {"model": ErrorResponse, "description": "Unsupported Content-Type or Content-Encoding"},
+    503: {
+        "model": ErrorResponse,
+        "description": "Kafka did not acknowledge the events; nothing was accepted, retry after Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+    },
+}
+
+
+@router.post("/v1/events", status_code=202, responses=INGEST_RESPONSES)
+async def ingest_events(request: Request, sink: SinkDep, metrics: MetricsDep, limits: LimitsDep) -> Response:
+    """Validate events, write accepted ones to the raw topic and rejected ones to the DLQ, then answer."""
+    try:
+        body = await read_body(request, limits)
+        data = decode_content(body, request.headers.get("content-encoding"), limits)
+        items = split_body(data, request.headers.get("content-type"), limits)
+    except BodyError as error:
+        metrics.requests.labels(str(error.status)).inc()
+        return error_response(error.status, error.message)
+    batch = process_items(items, datetime.now(UTC), request.headers.get("user-agent"))
+    started = perf_counter()
+    try:
+        await sink.write(batch.raw_records, batch.dlq_records)
+    except KafkaUnavailable as error:
+        metrics.requests.labels("503").inc()
+        return error_response(503, str(error), {"Retry-After": str(RETRY_AFTER_S)})
+    metrics.produce_latency.observe(perf_counter() - started)
+    metrics.accepted.inc(batch.accepted)
+    metrics.rejected.inc(batch.rejected)
+    metrics.dead_lettered.inc(batch.rejected)
+    metrics.requests.labels("202").inc()
+    return json_response(response_content(batch), 202)
+
+
+@router.get(
+    "/health",
+    responses={
+        200: {"description": "Kafka answers"},
+        503: {"model": ErrorResponse, "description": "Kafka does not answer"},
+    },
+)
+async def health(sink: SinkDep) -> Response:
+    """200 when Kafka answers a metadata request, 503 otherwise."""
+    if await sink.healthy():
+        return json_response({"status": "ok", "kafka": "up"})
+    return json_response({"status": "unavailable", "kafka": "down"}, 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def prometheus_metrics(metrics: MetricsDep) -> Response:
+    """Prometheus exposition of the ingest counters and latency histogram."""
+    content, content_type = metrics.render()
+    return Response(content, media_type=content_type)
+
+
+def _openapi_with_event_body(app: FastAPI) -> dict[str, Any]:
+    """OpenAPI document whose `POST /v1/events` body is described by the event contract."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        event_schema = event_json_schema()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(event_schema.pop("$defs", {}))
+        components["Event"] = event_schema
+        event_ref = {"$ref": "#/components/schemas/Event"}
+        limits: Limits = app.state.limits
+        schema["paths"]["/v1/events"]["post"]["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            event_ref,
+                            {
+                                "type": "array",
+                                "items": event_ref,
+                                "minItems": 1,
+                                "maxItems": limits.max_events,
+                            },
+                        ]
+                    }
+                },
+                "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line"}},
+            },
+        }
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(
+    settings: Settings | None = None,
+    limits: Limits | None = None,
+    delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+) -> FastAPI:
+    """The ingest app, writing to the topics and bootstrap servers of `settings`."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.sinks.close()
+
+    app = FastAPI(
+        title="lakepulse ingest",
+        version="1.0",
+        description="Accepts marketplace events; accepted means durable in Kafka, rejected means told why.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.limits = limits or Limits()
+    app.state.metrics = IngestMetrics()
+    app.state.sinks = SinkHolder(
+        lambda: KafkaSink(
+            settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq, delivery_timeout_s
+        )
+    )
+    app.include_router(router)
+    app.openapi = lambda: _openapi_with_event_body(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,153 @@
+"""Kafka writer of the ingest service: produces records and reports only once Kafka has acknowledged them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from lakepulse.ingest.processing import KafkaRecord
+
+DEFAULT_DELIVERY_TIMEOUT_S = 5.0
+QUEUE_FULL_BACKOFF_S = 0.005
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka did not acknowledge every record in time; nothing of the request may be reported as accepted."""
+
+
+class EventSink(Protocol):
+    """Where the ingest route writes records; swapped for a fake only in tests about the route itself."""
+
+    async def write(self, raw: Sequence[KafkaRecord], dlq: Sequence[KafkaRecord]) -> None:
+        """Write both record lists durably; raise KafkaUnavailable if that cannot be confirmed."""
+        ...
+
+    async def healthy(self) -> bool:
+        """True when the cluster answers a metadata request."""
+        ...
+
+    def close(self) -> None:
+        """Flush what is pending and release the client."""
+        ...
+
+
+def producer_config(bootstrap: str, delivery_timeout_s: float) -> dict[str, Any]:
+    """librdkafka settings: durable (acks=all, idempotent), batched, Java-compatible key partitioning."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": "lakepulse-ingest",
+        "acks": "all",
+        "enable.idempotence": True,
+        # Messages still queued when a request gives up expire too, so a 503 rarely leaves a stray copy.
+        "message.timeout.ms": int(delivery_timeout_s * 1000),
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+        # Same partition for a key as Java clients (Kafka Connect, Spark) would choose.
+        "partitioner": "murmur2_random",
+    }
+
+
+class _Delivery:
+    """Counts the delivery reports of one request and resolves an asyncio future when all have arrived."""
+
+    __slots__ = ("_lock", "_loop", "error", "future", "remaining")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self.remaining = expected
+        self.error: str | None = None
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def on_delivery(self, error: KafkaError | None, _message: Any) -> None:
+        """Delivery callback, run on the poll thread."""
+        self.settle(1, None if error is None else str(error))
+
+    def settle(self, count: int, error: str | None) -> None:
+        """Account for `count` records that are done (delivered, or failed with `error`)."""
+        with self._lock:
+            if error is not None and self.error is None:
+                self.error = error
+            self.remaining -= count
+            done = self.remaining == 0
+        if done:
+            self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class KafkaSink:
+    """confluent-kafka producer shared by all requests of a process, with one thread serving callbacks."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        raw_topic: str,
+        dlq_topic: str,
+        delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+    ) -> None:
+        self.raw_topic = raw_topic
+        self.dlq_topic = dlq_topic
+        self.delivery_timeout_s = delivery_timeout_s
+        self._producer = Producer(producer_config(bootstrap, delivery_timeout_s))
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def write(self, raw: Sequence[KafkaRecord], dlq: Sequence[KafkaRecord]) -> None:
+        """Produce all records and wait for Kafka's acknowledgement of every one."""
+        total = len(raw) + len(dlq)
+        if total == 0:
+            return
+        delivery = _Delivery(asyncio.get_running_loop(), total)
+        deadline = time.monotonic() + self.delivery_timeout_s
+        outgoing = [(self.raw_topic, record) for record in raw] + [(self.dlq_topic, record) for record in dlq]
+        for position, (topic, record) in enumerate(outgoing):
+            if not await self._produce(topic, record, delivery, deadline):
+                delivery.settle(total - position, "local producer queue stayed full")
+                break
+        try:
+            # Reports arrive within message.timeout.ms; the margin only guards against a lost callback.
+            await asyncio.wait_for(asyncio.shield(delivery.future), self.delivery_timeout_s + 5)
+        except TimeoutError as error:
+            raise KafkaUnavailable("Kafka did not report delivery in time") from error
+        if delivery.error is not None:
+            raise KafkaUnavailable(f"Kafka did not acknowledge every event: {delivery.error}")
+
+    async def _produce(self, topic: str, record: KafkaRecord, delivery: _Delivery, deadline: float) -> bool:
+        """Queue one record, waiting while the local queue is full; False once the deadline has passed."""
+        while True:
+            try:
+                self._producer.produce(topic, record.value, record.key, on_delivery=delivery.on_delivery)
+                return True
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(QUEUE_FULL_BACKOFF_S)
+
+    async def healthy(self) -> bool:
+        """True when the cluster answers a metadata request within a second."""
+        try:
+            await asyncio.to_thread(self._producer.list_topics, timeout=1.0)
+        except KafkaException:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Flush pending records (bounded) and stop the poll thread."""
+        self._producer.flush(self.delivery_timeout_s)
+        self._stop.set()
+        self._poller.join(timeout=2)

@@ -1,0 +1,138 @@
+"""The ingest route with an injected sink: statuses, per-event results, metrics."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator, Sequence
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from lakepulse.ingest.app import create_app, get_sink
+from lakepulse.ingest.body import Limits
+from lakepulse.ingest.processing import KafkaRecord
+from lakepulse.ingest.sink import KafkaUnavailable
+
+EVENT = {"tenant_id": "t1", "event_type": "signup", "occurred_at": "2024-05-01T00:00:00Z", "source": "web"}
+
+
+class RecordingSink:
+    """Keeps what it is given; fails every write while `down` is set."""
+
+    def __init__(self) -> None:
+        self.raw: list[KafkaRecord] = []
+        self.dlq: list[KafkaRecord] = []
+        self.down = False
+
+    async def write(self, raw: Sequence[KafkaRecord], dlq: Sequence[KafkaRecord]) -> None:
+        if self.down:
+            raise KafkaUnavailable("Kafka did not acknowledge every event: broker transport failure")
+        self.raw.extend(raw)
+        self.dlq.extend(dlq)
+
+    async def healthy(self) -> bool:
+        return not self.down
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def client(sink: RecordingSink) -> Iterator[TestClient]:
+    app = create_app(limits=Limits(max_body_bytes=50_000, max_events=100))
+    app.dependency_overrides[get_sink] = lambda: sink
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_array_is_accepted_with_a_result_per_event(client: TestClient, sink: RecordingSink) -> None:
+    bad = {**EVENT, "tenant_id": "no spaces"}
+    response = client.post("/v1/events", json=[{**EVENT, "event_id": "a"}, bad, {**EVENT, "event_id": "c"}])
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    assert body["results"][0] == {"index": 0, "status": "accepted", "event_id": "a"}
+    assert body["results"][1]["status"] == "rejected"
+    assert body["results"][1]["reason"].startswith("tenant_id: String should match pattern")
+    assert [orjson.loads(r.value)["event_id"] for r in sink.raw] == ["a", "c"]
+    assert orjson.loads(sink.dlq[0].value)["raw"] == orjson.dumps(bad).decode()
+
+
+def test_gzipped_ndjson_is_accepted(client: TestClient, sink: RecordingSink) -> None:
+    body = gzip.compress(b"\n".join(orjson.dumps({**EVENT, "event_id": f"e{i}"}) for i in range(5)))
+    response = client.post(
+        "/v1/events",
+        content=body,
+        headers={
+            "content-type": "application/x-ndjson",
+            "content-encoding": "gzip",
+            "user-agent": "Mozilla/5.0 (iPad; CPU OS 16_0 like Mac OS X)",
+        },
+    )
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 5
+    assert {orjson.loads(r.value)["device_family"] for r in sink.raw} == {"iPad"}
+
+
+def test_single_event_without_id_gets_a_uuid(client: TestClient, sink: RecordingSink) -> None:
+    response = client.post("/v1/events", json=EVENT)
+    event_id = response.json()["results"][0]["event_id"]
+    assert len(event_id) == 36 and event_id.count("-") == 4
+    assert orjson.loads(sink.raw[0].value)["event_id"] == event_id
+    assert sink.raw[0].key == b"t1"
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (b"{broken", {"content-type": "application/json"}, 400),
+        (b"x" * 50_001, {"content-type": "application/json"}, 413),
+        (orjson.dumps([EVENT] * 101), {"content-type": "application/json"}, 413),
+        (b"hello", {"content-type": "text/plain"}, 415),
+    ],
+)
+def test_unusable_bodies_write_nothing(
+    client: TestClient, sink: RecordingSink, content: bytes, headers: dict[str, str], status: int
+) -> None:
+    response = client.post("/v1/events", content=content, headers=headers)
+    assert response.status_code == status
+    assert response.json()["detail"]
+    assert sink.raw == [] and sink.dlq == []
+
+
+def test_kafka_down_answers_503_with_retry_after(client: TestClient, sink: RecordingSink) -> None:
+    sink.down = True
+    response = client.post("/v1/events", json=[EVENT])
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert "acknowledge" in response.json()["detail"]
+    assert client.get("/health").status_code == 503
+
+
+def test_metrics_count_accepted_rejected_and_dead_lettered(client: TestClient) -> None:
+    client.post("/v1/events", json=[EVENT, EVENT, {**EVENT, "source": ""}])
+    client.post("/v1/events", content=b"{", headers={"content-type": "application/json"})
+    text = client.get("/metrics").text
+    assert "lakepulse_ingest_events_accepted_total 2.0" in text
+    assert "lakepulse_ingest_events_rejected_total 1.0" in text
+    assert "lakepulse_ingest_events_dead_lettered_total 1.0" in text
+    assert 'lakepulse_ingest_requests_total{status="400"} 1.0' in text
+    assert "lakepulse_ingest_produce_latency_seconds_count 1.0" in text
+
+
+def test_health_is_ok_when_kafka_answers(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok", "kafka": "up"}
+
+
+def test_openapi_describes_the_event_body_and_the_503() -> None:
+    schema = create_app().openapi()
+    post = schema["paths"]["/v1/events"]["post"]
+    assert set(post["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    assert "Retry-After" in post["responses"]["503"]["headers"]
+    assert "OrderPlacedProperties" in schema["components"]["schemas"]

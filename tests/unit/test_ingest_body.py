@@ -1,0 +1,122 @@
+"""Body decoding and per-event processing of the ingest service (pure functions)."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
+from lakepulse.ingest.processing import device_family, process_items, rfc3339_utc
+
+EVENT = {"tenant_id": "t1", "event_type": "signup", "occurred_at": "2024-05-01T00:00:00Z", "source": "web"}
+LIMITS = Limits(max_body_bytes=10_000, max_decoded_bytes=20_000, max_events=3)
+
+
+def test_single_object_array_and_ndjson_give_the_same_items() -> None:
+    line = orjson.dumps(EVENT)
+    single = split_body(line, "application/json", LIMITS)
+    array = split_body(orjson.dumps([EVENT, EVENT]), "application/json; charset=utf-8", LIMITS)
+    ndjson = split_body(line + b"\n\n" + line + b"\r\n", "application/x-ndjson", LIMITS)
+    assert [item.value for item in single] == [EVENT]
+    assert [item.value for item in array] == [EVENT, EVENT]
+    assert [item.value for item in ndjson] == [EVENT, EVENT]
+
+
+def test_broken_ndjson_line_becomes_a_bad_item_not_a_bad_body() -> None:
+    items = split_body(orjson.dumps(EVENT) + b'\n{"tenant_id": "t1", \n', "application/x-ndjson", LIMITS)
+    assert items[0].value == EVENT
+    assert items[1].raw == b'{"tenant_id": "t1",'
+    assert items[1].parse_error is not None and items[1].parse_error.startswith("line is not valid JSON")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        (b"{not json", "application/json", 400, "body is not valid JSON"),
+        (b"42", "application/json", 400, "body must be a JSON object"),
+        (b"[]", "application/json", 400, "body holds no events"),
+        (b"\n\n", "application/x-ndjson", 400, "body holds no events"),
+        (b"a,b", "text/csv", 415, "unsupported Content-Type 'text/csv'"),
+        (orjson.dumps([EVENT] * 4), "application/json", 413, "4 events in one request; the limit is 3"),
+    ],
+)
+def test_unusable_bodies_get_a_status_and_a_message(
+    body: bytes, content_type: str, status: int, message: str
+) -> None:
+    with pytest.raises(BodyError) as error:
+        split_body(body, content_type, LIMITS)
+    assert error.value.status == status
+    assert error.value.message.startswith(message)
+
+
+def test_gzip_is_inflated() -> None:
+    assert decode_content(gzip.compress(b"hello"), "gzip", LIMITS) == b"hello"
+    assert decode_content(b"hello", None, LIMITS) == b"hello"
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status"),
+    [
+        (gzip.compress(b"x" * 20_001), "gzip", 413),
+        (b"not gzip at all", "gzip", 400),
+        (gzip.compress(b"hello")[:-12], "gzip", 400),
+        (b"hello", "br", 415),
+    ],
+)
+def test_bad_encodings_are_refused(body: bytes, encoding: str, status: int) -> None:
+    with pytest.raises(BodyError) as error:
+        decode_content(body, encoding, LIMITS)
+    assert error.value.status == status
+
+
+def test_processing_enriches_valid_events_and_dead_letters_invalid_ones() -> None:
+    with_id = {**EVENT, "event_id": "client-1"}
+    invalid = {**EVENT, "event_id": "bad-1", "occurred_at": "yesterday"}
+    items = split_body(
+        b"\n".join([orjson.dumps(with_id), orjson.dumps(EVENT), orjson.dumps(invalid), b"{oops"]),
+        "application/x-ndjson",
+        Limits(),
+    )
+    received = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    batch = process_items(items, received, "curl/8.0", new_event_id=lambda: "server-1")
+
+    assert [(r.index, r.status, r.event_id) for r in batch.results] == [
+        (0, "accepted", "client-1"),
+        (1, "accepted", "server-1"),
+        (2, "rejected", "bad-1"),
+        (3, "rejected", None),
+    ]
+    assert (
+        batch.results[2].reason
+        == "occurred_at: must be an RFC 3339 timestamp with a zone, e.g. 2024-05-01T12:30:00Z"
+    )
+    assert [record.key for record in batch.raw_records] == [b"t1", b"t1"]
+    first, second = (orjson.loads(record.value) for record in batch.raw_records)
+    assert first == {**with_id, "received_at": "2024-05-01T10:00:00.123Z", "device_family": "Other"}
+    assert second == {
+        **EVENT,
+        "event_id": "server-1",
+        "received_at": "2024-05-01T10:00:00.123Z",
+        "device_family": "Other",
+    }
+
+    dead = [orjson.loads(record.value) for record in batch.dlq_records]
+    assert [record.key for record in batch.dlq_records] == [b"t1", None]
+    assert dead[0]["raw"] == orjson.dumps(invalid).decode()
+    assert (dead[0]["tenant_id"], dead[0]["event_id"]) == ("t1", "bad-1")
+    assert dead[1]["raw"] == "{oops"
+    assert dead[1]["reason"].startswith("line is not valid JSON")
+
+
+def test_device_family_comes_from_the_user_agent() -> None:
+    iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+    assert device_family(iphone) == "iPhone"
+    assert device_family(None) == "Other"
+
+
+def test_received_at_is_utc_rfc3339_with_milliseconds() -> None:
+    moment = datetime.fromisoformat("2024-05-01T12:00:00.987654+02:00")
+    assert rfc3339_utc(moment) == "2024-05-01T10:00:00.987Z"
