@@ -7,7 +7,7 @@ sent; the model decides acceptance and yields a short reason when it refuses.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -224,6 +224,11 @@ def validate_event(raw: Any) -> Any:
         return EVENT_ADAPTER.validate_python(raw)
     except ValidationError as error:
         raise InvalidEvent(rejection_reason(error)) from error
+
+
+def rfc3339_utc(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, e.g. 2024-05-01T12:00:00.123Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def event_json_schema() -> dict[str, Any]:

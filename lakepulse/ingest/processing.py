@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
 from user_agents import parse as parse_user_agent
 
-from lakepulse.events import InvalidEvent, validate_event
+from lakepulse.events import InvalidEvent, rfc3339_utc, validate_event
 from lakepulse.ingest.body import Item
 
 
@@ -51,11 +51,6 @@ class Batch:
     def rejected(self) -> int:
         """Number of events bound for the dead-letter topic."""
         return len(self.dlq_records)
-
-
-def rfc3339_utc(moment: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds, e.g. 2024-05-01T12:00:00.123Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @lru_cache(maxsize=4096)

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from lakepulse.events import rfc3339_utc
 from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
-from lakepulse.ingest.processing import device_family, process_items, rfc3339_utc
+from lakepulse.ingest.processing import device_family, process_items
 
 EVENT = {"tenant_id": "t1", "event_type": "signup", "occurred_at": "2024-05-01T00:00:00Z", "source": "web"}
 LIMITS = Limits(max_body_bytes=10_000, max_decoded_bytes=20_000, max_events=3)
