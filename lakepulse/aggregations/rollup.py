@@ -1,0 +1,136 @@
+"""Merge minute partial rows into hours, days or "the last N minutes" without re-reading events.
+
+count/sum add, min/max take the extremes, sketches union, bucket counters add element-wise. The result
+has the same row contract (PARTIAL_SCHEMA), so rollups of rollups work too.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame
+
+from lakepulse.aggregations.minute import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES
+from lakepulse.catalog import Catalog, get_catalog
+
+GRANULARITIES: dict[str, str] = {"minute": "1 minute", "hour": "1 hour", "day": "1 day"}
+
+
+def _merged_buckets() -> Column:
+    lists = F.collect_list("buckets")
+    first = F.get(lists, 0)
+    summed = F.aggregate(
+        F.slice(lists, 2, F.greatest(F.size(lists) - 1, F.lit(0))),
+        first,
+        lambda acc, x: F.zip_with(acc, x, lambda a, b: a + b),
+    )
+    return F.when(F.size(lists) > 0, summed).cast("array<long>")
+
+
+def _merge_aggs() -> list[Column]:
+    return [
+        F.sum("count").cast("long").alias("count"),
+        F.sum("sum").alias("sum"),
+        F.min("min").alias("min"),
+        F.max("max").alias("max"),
+        # Only distinct metrics carry sketches; keep the others null instead of an empty sketch.
+        F.when(F.count("hll_sketch") > 0, F.hll_union_agg("hll_sketch", True)).alias("hll_sketch"),
+        F.when(F.count("theta_sketch") > 0, F.theta_union_agg("theta_sketch", THETA_LG_NOM_ENTRIES)).alias(
+            "theta_sketch"
+        ),
+        _merged_buckets().alias("buckets"),
+        F.max("updated_at").alias("updated_at"),
+    ]
+
+
+def _merge(partials_df: DataFrame, window_start: Column, window_end: Column) -> DataFrame:
+    # A map cannot be a grouping key; its sorted entries can, and rebuild the same map.
+    grouped = partials_df.withColumn("_dims_entries", F.array_sort(F.map_entries("dims"))).groupBy(
+        "tenant_id",
+        "metric",
+        "dims_key",
+        "_dims_entries",
+        window_start.alias("window_start"),
+        window_end.alias("window_end"),
+    )
+    return grouped.agg(*_merge_aggs()).select(
+        "tenant_id",
+        "metric",
+        "dims_key",
+        F.map_from_entries("_dims_entries").alias("dims"),
+        "window_start",
+        "window_end",
+        "count",
+        "sum",
+        "min",
+        "max",
+        "hll_sketch",
+        "theta_sketch",
+        "buckets",
+        "updated_at",
+    )
+
+
+def with_rollup(partials_df: DataFrame, granularity: str) -> DataFrame:
+    """Partial rows of a finer grain → partial rows per `granularity` ("minute", "hour" or "day", UTC)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; known: {list(GRANULARITIES)}")
+    window = F.window("window_start", GRANULARITIES[granularity])
+    return _merge(partials_df, window.start, window.end)
+
+
+def with_last_n_minutes(partials_df: DataFrame, end: datetime, minutes: int) -> DataFrame:
+    """Minute partial rows → one partial row per (tenant, metric, dims) for [end - minutes, end)."""
+    if minutes <= 0:
+        raise ValueError("minutes must be positive")
+    start = end - timedelta(minutes=minutes)
+    in_range_df = partials_df.filter(
+        (F.col("window_start") >= F.lit(start)) & (F.col("window_end") <= F.lit(end))
+    )
+    return _merge(in_range_df, F.lit(start).cast("timestamp"), F.lit(end).cast("timestamp"))
+
+
+def with_metric_value(partials_df: DataFrame, catalog: Catalog | None = None) -> DataFrame:
+    """Partial rows → plus `value`: count, sum, distinct estimate, or the mean for average/distribution."""
+    catalog = catalog or get_catalog()
+    value: Column = F.lit(None).cast("double")
+    for m in catalog.metrics:
+        if m.kind == "count":
+            v = F.col("count").cast("double")
+        elif m.kind == "sum":
+            v = F.col("sum")
+        elif m.kind == "distinct":
+            v = F.hll_sketch_estimate("hll_sketch").cast("double")
+        else:
+            v = F.col("sum") / F.col("count")
+        value = F.when(F.col("metric") == m.name, v).otherwise(value)
+    return partials_df.withColumn("value", value)
+
+
+def quantile_from_buckets(buckets: Sequence[int], bounds: Sequence[float], q: float) -> float | None:
+    """The q-quantile (0..1) of a bucketed distribution: the upper bound of the bucket holding it
+    (the overflow bucket reports +inf); None when empty. Pure Python, for the API and tests."""
+    total = sum(buckets)
+    if total == 0:
+        return None
+    target = q * total
+    cumulative = 0
+    running = []
+    for c in buckets:
+        cumulative += c
+        running.append(cumulative)
+    i = bisect.bisect_left(running, target if target > 0 else 1)
+    return float(bounds[i]) if i < len(bounds) else float("inf")
+
+
+__all__ = [
+    "GRANULARITIES",
+    "HLL_LG_CONFIG_K",
+    "quantile_from_buckets",
+    "with_last_n_minutes",
+    "with_metric_value",
+    "with_rollup",
+]

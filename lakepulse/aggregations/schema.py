@@ -1,0 +1,125 @@
+"""Spark schemas: the raw event envelope in `events.raw` and the minute partial-aggregate row contract."""
+
+from __future__ import annotations
+
+import pyspark.sql.functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    DoubleType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+ITEM_SCHEMA = StructType(
+    [
+        StructField("item_id", StringType()),
+        StructField("name", StringType()),
+        StructField("category", StringType()),
+        StructField("quantity", LongType()),
+        StructField("unit_price", DoubleType()),
+    ]
+)
+
+# The union of the properties the core event types carry (design.md §2). Fields an event type does not
+# use stay null; unknown fields are ignored by from_json. Ratings are doubles so "4" and "4.0" both parse.
+PROPERTIES_SCHEMA = StructType(
+    [
+        StructField("order_id", StringType()),
+        StructField("user_id", StringType()),
+        StructField("amount", DoubleType()),
+        StructField("currency", StringType()),
+        StructField("channel", StringType()),
+        StructField("country", StringType()),
+        StructField("device", StringType()),
+        StructField("items", ArrayType(ITEM_SCHEMA)),
+        StructField("status", StringType()),
+        StructField("courier_id", StringType()),
+        StructField("food_rating", DoubleType()),
+        StructField("delivery_rating", DoubleType()),
+        StructField("page", StringType()),
+        StructField("category", StringType()),
+        StructField("service", StringType()),
+        StructField("code", StringType()),
+    ]
+)
+
+# One JSON message value of Kafka `events.raw` (the ingest API's envelope plus server-added received_at).
+RAW_EVENT_SCHEMA = StructType(
+    [
+        StructField("event_id", StringType()),
+        StructField("tenant_id", StringType()),
+        StructField("event_type", StringType()),
+        StructField("occurred_at", TimestampType()),
+        StructField("received_at", TimestampType()),
+        StructField("source", StringType()),
+        StructField("properties", PROPERTIES_SCHEMA),
+    ]
+)
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in RAW_EVENT_SCHEMA.fields)
+
+DIMS_TYPE = MapType(StringType(), StringType())
+
+# The minute partial-aggregate row contract, shared by Kafka `metrics.minute`, Pinot and Delta.
+PARTIAL_SCHEMA = StructType(
+    [
+        StructField("tenant_id", StringType(), False),
+        StructField("metric", StringType(), False),
+        StructField("dims_key", StringType(), False),
+        StructField("dims", DIMS_TYPE, False),
+        StructField("window_start", TimestampType(), False),
+        StructField("window_end", TimestampType(), False),
+        StructField("count", LongType(), False),
+        StructField("sum", DoubleType()),
+        StructField("min", DoubleType()),
+        StructField("max", DoubleType()),
+        StructField("hll_sketch", BinaryType()),
+        StructField("theta_sketch", BinaryType()),
+        StructField("buckets", ArrayType(LongType(), False)),
+        StructField("updated_at", TimestampType(), False),
+    ]
+)
+
+PARTIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in PARTIAL_SCHEMA.fields)
+PARTIAL_KEY: tuple[str, ...] = ("tenant_id", "metric", "dims_key", "window_start")
+
+
+def with_parsed_events(raw_df: DataFrame, value_col: str = "value") -> DataFrame:
+    """Kafka-shaped rows (binary/string JSON in `value_col`) → one column per envelope field."""
+    parsed = F.from_json(F.col(value_col).cast("string"), RAW_EVENT_SCHEMA)
+    return raw_df.select(parsed.alias("_event")).select(
+        *[F.col(f"_event.{c}").alias(c) for c in EVENT_COLUMNS]
+    )
+
+
+def with_normalized_events(events_df: DataFrame) -> DataFrame:
+    """Envelope rows from any landing (properties as JSON string or struct, times as string or timestamp)
+    → exactly RAW_EVENT_SCHEMA's columns and types."""
+    types = {f.name: f.dataType for f in events_df.schema.fields}
+    cols = []
+    for field in RAW_EVENT_SCHEMA.fields:
+        name = field.name
+        if name not in types:
+            cols.append(F.lit(None).cast(field.dataType).alias(name))
+        elif name == "properties" and isinstance(types[name], StringType):
+            cols.append(F.from_json(F.col(name), PROPERTIES_SCHEMA).alias(name))
+        elif name == "properties":
+            # A struct with other/extra fields (e.g. a Parquet landing): round-trip through JSON so that
+            # missing fields become null and types coerce exactly as they would from Kafka.
+            cols.append(F.from_json(F.to_json(F.col(name)), PROPERTIES_SCHEMA).alias(name))
+        else:
+            cols.append(F.col(name).cast(field.dataType).alias(name))
+    return events_df.select(*cols)
+
+
+def filter_valid_events(events_df: DataFrame) -> DataFrame:
+    """Drop rows no metric can place: unparsable JSON, or no tenant, type or event time."""
+    return events_df.filter(
+        F.col("tenant_id").isNotNull() & F.col("event_type").isNotNull() & F.col("occurred_at").isNotNull()
+    )
