@@ -110,8 +110,9 @@ def adapt_table_config(table: dict[str, Any], bootstrap_servers: str) -> dict[st
     """Point a table's stream configs at our Kafka and at the provisioned consumer plugin.
 
     The broker list is an endpoint (it comes from settings, not from the repo); the consumer factory
-    is a property of the installed Pinot, not of the table. On 0.x, `upsertConfig.comparisonColumns`
-    (1.x) is `comparisonColumn` and takes exactly one column.
+    is a property of the installed Pinot, not of the table. On 0.x the consumer type is mandatory
+    (1.x only has `lowlevel`) and `upsertConfig.comparisonColumns` (1.x) is `comparisonColumn`,
+    exactly one column.
     """
     table = json.loads(json.dumps(table))  # deep copy: the caller's dict stays as read from disk
     stream_maps: list[dict[str, str]] = []
@@ -126,6 +127,8 @@ def adapt_table_config(table: dict[str, Any], bootstrap_servers: str) -> dict[st
         factory_key = "stream.kafka.consumer.factory.class.name"
         if stream.get(factory_key, consumer_factory()) in KNOWN_CONSUMER_FACTORIES:
             stream[factory_key] = consumer_factory()
+        if pinot_version().startswith("0."):
+            stream.setdefault("stream.kafka.consumer.type", "lowlevel")  # required on 0.x, gone in 1.x
     upsert = table.get("upsertConfig")
     if pinot_version().startswith("0.") and upsert and "comparisonColumns" in upsert:
         columns = upsert.pop("comparisonColumns")
