@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from lakepulse.platform.proc import run_logged
 
-MVN_FLAGS = ["-B", "--strict-checksums", "-Dmaven.artifact.threads=8"]
+MVN_FLAGS = ["-B", "-Dstyle.color=never", "--strict-checksums", "-Dmaven.artifact.threads=8"]
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 
