@@ -10,6 +10,7 @@ from lakepulse.aggregations.records import COURIER_KEY, ORDER_KEY, with_kafka_re
 from lakepulse.aggregations.rollup import (
     GRANULARITIES,
     quantile_from_buckets,
+    with_dims_projected,
     with_last_n_minutes,
     with_metric_value,
     with_rollup,
@@ -50,6 +51,7 @@ __all__ = [
     "filter_valid_events",
     "quantile_from_buckets",
     "with_courier_state",
+    "with_dims_projected",
     "with_kafka_records",
     "with_last_n_minutes",
     "with_metric_value",

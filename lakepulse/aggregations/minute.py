@@ -25,7 +25,8 @@ MINUTE = "1 minute"
 _DIM_ENTRY_TYPE = "array<struct<key:string,value:string>>"
 
 
-def _escape_dim_value(col: Column) -> Column:
+def escape_dim_value(col: Column) -> Column:
+    """A dimension value escaped for dims_key."""
     # `|` and `=` separate the canonical key, so escaping them keeps dims_key injective.
     escaped = F.regexp_replace(col, r"\\", r"\\\\")
     escaped = F.regexp_replace(escaped, r"\|", r"\\|")
@@ -38,7 +39,7 @@ def dims_columns(metric: Metric, catalog: Catalog) -> tuple[Column, Column]:
     if not names:
         return F.lit(""), F.array().cast(_DIM_ENTRY_TYPE)
     values = {n: F.coalesce(F.expr(catalog.dimensions[n].expr).cast("string"), F.lit("")) for n in names}
-    key = F.concat_ws("|", *[F.concat(F.lit(f"{n}="), _escape_dim_value(values[n])) for n in names])
+    key = F.concat_ws("|", *[F.concat(F.lit(f"{n}="), escape_dim_value(values[n])) for n in names])
     entries = F.array(*[F.struct(F.lit(n).alias("key"), values[n].alias("value")) for n in names])
     return key, entries
 

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from lakepulse.aggregations.minute import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES
+from lakepulse.aggregations.minute import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES, escape_dim_value
+from lakepulse.aggregations.schema import DIMS_TYPE
 from lakepulse.catalog import Catalog, get_catalog
 
 GRANULARITIES: dict[str, str] = {"minute": "1 minute", "hour": "1 hour", "day": "1 day"}
@@ -93,6 +94,20 @@ def with_last_n_minutes(partials_df: DataFrame, end: datetime, minutes: int) -> 
     return _merge(in_range_df, F.lit(start).cast("timestamp"), F.lit(end).cast("timestamp"))
 
 
+def with_dims_projected(partials_df: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+    """Partial rows → the same windows merged over every dimension not in `keep` (default: all merged,
+    dims_key ""), e.g. total active users across countries and devices via sketch union."""
+    kept = sorted(set(keep))
+    dims = F.map_filter("dims", lambda k, _v: k.isin(kept)) if kept else F.create_map().cast(DIMS_TYPE)
+    entries = F.array_sort(F.map_entries(dims))
+    key = F.concat_ws(
+        "|",
+        F.transform(entries, lambda e: F.concat(e["key"], F.lit("="), escape_dim_value(e["value"]))),
+    )
+    projected_df = partials_df.withColumn("dims", dims).withColumn("dims_key", key)
+    return _merge(projected_df, F.col("window_start"), F.col("window_end"))
+
+
 def with_metric_value(partials_df: DataFrame, catalog: Catalog | None = None) -> DataFrame:
     """Partial rows → plus `value`: count, sum, distinct estimate, or the mean for average/distribution."""
     catalog = catalog or get_catalog()
@@ -130,6 +145,7 @@ __all__ = [
     "GRANULARITIES",
     "HLL_LG_CONFIG_K",
     "quantile_from_buckets",
+    "with_dims_projected",
     "with_last_n_minutes",
     "with_metric_value",
     "with_rollup",

@@ -49,7 +49,8 @@ PROPERTIES_SCHEMA = StructType(
     ]
 )
 
-# One JSON message value of Kafka `events.raw` (the ingest API's envelope plus server-added received_at).
+# One JSON message value of Kafka `events.raw`: the envelope as sent plus the ingest service's
+# received_at and device_family (lakepulse.events.SERVER_FIELDS).
 RAW_EVENT_SCHEMA = StructType(
     [
         StructField("event_id", StringType()),
@@ -58,6 +59,7 @@ RAW_EVENT_SCHEMA = StructType(
         StructField("occurred_at", TimestampType()),
         StructField("received_at", TimestampType()),
         StructField("source", StringType()),
+        StructField("device_family", StringType()),
         StructField("properties", PROPERTIES_SCHEMA),
     ]
 )
@@ -81,7 +83,7 @@ PARTIAL_SCHEMA = StructType(
         StructField("max", DoubleType()),
         StructField("hll_sketch", BinaryType()),
         StructField("theta_sketch", BinaryType()),
-        StructField("buckets", ArrayType(LongType(), False)),
+        StructField("buckets", ArrayType(LongType())),
         StructField("updated_at", TimestampType(), False),
     ]
 )
