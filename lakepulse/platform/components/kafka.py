@@ -62,7 +62,8 @@ def kafka_dependencies() -> list[Dependency]:
 
 def admin(bootstrap: str) -> AdminClient:
     """A Kafka admin client for the configured bootstrap servers."""
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+    # log_level 0: while the broker is still starting, librdkafka would print every refused connection.
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": 0})
 
 
 def kafka_answers(bootstrap: str) -> bool:

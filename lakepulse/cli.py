@@ -1,0 +1,84 @@
+"""The `lakepulse` command: run the local stack and work with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from lakepulse.platform import stack
+
+app = typer.Typer(help="lakepulse: real-time analytics on Kafka, Spark, Delta, Pinot, Trino and Airflow.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+# Wide enough for the status table when output goes to a file or CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option("--only", help="Only these services (repeatable), e.g. --only kafka --only minio."),
+]
+
+
+@app.command()
+def provision(only: Annotated[list[str] | None, typer.Option(help="Only these components.")] = None) -> None:
+    """Download and build every server into the cache (idempotent; `up` does this first)."""
+    started = time.monotonic()
+    stack.provision(stack.context(), only)
+    console.print(f"provisioned in {time.monotonic() - started:.0f}s into {stack.context().cache}")
+
+
+@app.command()
+def up(only: OnlyOption = None) -> None:
+    """Provision, start and bootstrap the stack; returns once every service answers a real request."""
+    started = time.monotonic()
+    ctx = stack.context()
+    try:
+        stack.up(ctx, only)
+    except (stack.ServiceFailed, TimeoutError, RuntimeError, ValueError) as exc:
+        console.print(f"[red]lakepulse up failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(stack.status_table(stack.status(ctx)))
+    console.print(f"up in {time.monotonic() - started:.0f}s; logs in {ctx.logs}")
+
+
+@app.command()
+def down(purge: Annotated[bool, typer.Option(help="Also delete all data (topics, buckets, tables).")] = False
+         ) -> None:
+    """Stop every process of the stack."""
+    stack.down(stack.context(), purge)
+
+
+@app.command()
+def status() -> None:
+    """Each service: state, readiness (a real request), URL and details. Exit 1 if any is not ready."""
+    rows = stack.status(stack.context())
+    console.print(stack.status_table(rows))
+    if not all(r.ready for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    service: str,
+    lines: Annotated[int, typer.Option("-n", "--lines")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+) -> None:
+    """Show (or follow) a service's log."""
+    log = stack.context().logs / f"{service}.log"
+    if not log.exists():
+        known = sorted(p.stem for p in log.parent.glob("*.log"))
+        console.print(f"[red]no log for {service!r}[/red]; known: {', '.join(known)}")
+        raise typer.Exit(1)
+    sys.exit(subprocess.call(["tail", f"-n{lines}", *(["-F"] if follow else []), str(log)]))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
