@@ -16,6 +16,8 @@ from lakepulse.aggregations.rollup import (
     with_rollup,
 )
 from lakepulse.aggregations.schema import (
+    COURIER_STATE_SCHEMA,
+    ORDER_STATE_SCHEMA,
     PARTIAL_COLUMNS,
     PARTIAL_KEY,
     PARTIAL_SCHEMA,
@@ -34,6 +36,8 @@ from lakepulse.aggregations.state import (
 )
 
 __all__ = [
+    "COURIER_STATE_SCHEMA",
+    "ORDER_STATE_SCHEMA",
     "COURIER_KEY",
     "COURIER_STATUSES",
     "GRANULARITIES",

@@ -7,6 +7,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
+    BooleanType,
     DoubleType,
     LongType,
     MapType,
@@ -90,6 +91,49 @@ PARTIAL_SCHEMA = StructType(
 
 PARTIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in PARTIAL_SCHEMA.fields)
 PARTIAL_KEY: tuple[str, ...] = ("tenant_id", "metric", "dims_key", "window_start")
+
+
+ORDER_STATE_SCHEMA = StructType(
+    [
+        StructField("tenant_id", StringType(), False),
+        StructField("order_id", StringType(), False),
+        StructField("status", StringType()),
+        StructField("status_at", TimestampType()),
+        *[
+            StructField(f"{s}_at", TimestampType())
+            for s in (
+                "placed",
+                "confirmed",
+                "in_kitchen",
+                "ready_for_pickup",
+                "picked_up",
+                "delivered",
+                "cancelled",
+            )
+        ],
+        StructField("amount", DoubleType()),
+        StructField("currency", StringType()),
+        StructField("prep_seconds", DoubleType()),
+        StructField("food_rating", DoubleType()),
+        StructField("delivery_rating", DoubleType()),
+        StructField("rated_at", TimestampType()),
+        StructField("last_event_at", TimestampType(), False),
+        StructField("updated_at", TimestampType(), False),
+    ]
+)
+
+COURIER_STATE_SCHEMA = StructType(
+    [
+        StructField("tenant_id", StringType(), False),
+        StructField("courier_id", StringType(), False),
+        StructField("status", StringType()),
+        StructField("order_id", StringType()),
+        StructField("status_at", TimestampType()),
+        StructField("is_waiting", BooleanType()),
+        StructField("last_event_at", TimestampType(), False),
+        StructField("updated_at", TimestampType(), False),
+    ]
+)
 
 
 def with_parsed_events(raw_df: DataFrame, value_col: str = "value") -> DataFrame:
