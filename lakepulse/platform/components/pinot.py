@@ -27,7 +27,7 @@ from lakepulse.platform.versions import pin
 
 CLUSTER_NAME = "lakepulse"
 SERVER_ADMIN_PORT = 8097  # the server's REST port (health, segment download); not in settings
-PINOT_HEAP = "3g"  # controller + broker + server share one JVM
+PINOT_HEAP = "3g"  # controller + broker + server share one JVM (idle RSS is about 0.6 GB)
 ZK_HEAP = "256m"
 
 # Everything Pinot needs on one flat classpath. pinot-tools brings controller/broker/server, the
@@ -72,7 +72,8 @@ LOG4J2 = """\
     <Logger name="org.apache.helix" level="warn"/>
     <Logger name="org.apache.zookeeper" level="warn"/>
     <Logger name="org.I0Itec.zkclient" level="warn"/>
-    <Logger name="org.apache.kafka" level="warn"/>
+    <!-- The Kafka consumer warns about every Pinot stream property it is handed, on every consumer. -->
+    <Logger name="org.apache.kafka" level="error"/>
     <Logger name="org.apache.hadoop" level="warn"/>
     <Logger name="org.reflections" level="error"/>
     <Root level="info"><AppenderRef ref="console"/></Root>
@@ -104,6 +105,13 @@ def zk_answers(host: str, port: int) -> bool:
             return sock.recv(16) == b"imok"
     except OSError:
         return False
+
+
+def broker_sql(broker_url: str, sql: str) -> dict[str, Any]:
+    """The broker's JSON answer to a SQL query."""
+    response = httpx.post(f"{broker_url}/query/sql", json={"sql": sql}, timeout=10)
+    response.raise_for_status()
+    return response.json()
 
 
 def adapt_table_config(table: dict[str, Any], bootstrap_servers: str) -> dict[str, Any]:
@@ -156,14 +164,15 @@ class Pinot(Component):
                           ctx.provision_log(self.name))
         ctx.mark_provisioned(self.name, extra=repr(deps))
 
-    def _jvm(self, ctx: Context, heap: str) -> list[str]:
+    def _jvm(self, ctx: Context, heap: str, initial_heap: str = "256m") -> list[str]:
         conf, data = ctx.conf(self.name), ctx.data(self.name)
         log4j = conf / "log4j2.xml"
         log4j.write_text(LOG4J2)
         tmp = data / "tmp"  # Pinot writes pid files and scratch data to java.io.tmpdir
         tmp.mkdir(exist_ok=True)
         return [
-            str(find_java_home(17) / "bin" / "java"), f"-Xms{heap}", f"-Xmx{heap}",
+            # A small initial heap: the machine is shared, so Pinot takes memory as it needs it.
+            str(find_java_home(17) / "bin" / "java"), f"-Xms{initial_heap}", f"-Xmx{heap}",
             "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=200", "-XX:+ExitOnOutOfMemoryError",
             *ADD_OPENS, "-Dio.netty.tryReflectionSetAccessible=true",
             "-Djava.net.preferIPv4Stack=true", "-Djava.awt.headless=true",
@@ -239,16 +248,21 @@ class Pinot(Component):
         return [controller, broker, server]
 
     def _ready(self, ctx: Context) -> bool:
-        """Controller, broker and server all answer /health and the server is registered."""
+        """Controller, broker and server answer /health, the server is registered, and the broker
+        answers SQL on every existing table (after a restart segments take a while to come online)."""
         s = ctx.settings
         if not (http_ok(f"{s.pinot_controller_url}/health") and http_ok(f"{s.pinot_broker_url}/health")
                 and http_ok(f"http://{s.bind_host}:{SERVER_ADMIN_PORT}/health")):
             return False
         try:
             instances = httpx.get(f"{s.pinot_controller_url}/instances", timeout=3).json()["instances"]
+            if f"Server_{s.bind_host}_{s.pinot_server_port}" not in instances:
+                return False
+            tables = httpx.get(f"{s.pinot_controller_url}/tables", timeout=3).json()["tables"]
+            return all(not broker_sql(s.pinot_broker_url, f"SELECT COUNT(*) FROM {t}").get("exceptions")
+                       for t in tables)
         except (httpx.HTTPError, ValueError, KeyError):
             return False
-        return f"Server_{s.bind_host}_{s.pinot_server_port}" in instances
 
     def services(self, ctx: Context) -> list[Service]:
         s = ctx.settings
@@ -268,7 +282,7 @@ class Pinot(Component):
             Service(
                 name="pinot",
                 command=[
-                    *self._jvm(ctx, PINOT_HEAP), "org.apache.pinot.tools.admin.PinotAdministrator",
+                    *self._jvm(ctx, PINOT_HEAP, "1g"), "org.apache.pinot.tools.admin.PinotAdministrator",
                     "StartServiceManager", "-zkAddress", f"{s.bind_host}:{s.pinot_zk_port}",
                     "-clusterName", CLUSTER_NAME, "-port", "-1",
                     "-bootstrapConfigPaths", *map(str, roles),
