@@ -1,0 +1,1 @@
+"""Realistic marketplace load: restaurants, users, couriers and order lifecycles, with messy delivery."""
