@@ -78,6 +78,10 @@ class RowMaker:
             v = (n + 1) * 1.5  # exactly representable as float32 and float64
         elif dtype == "BOOLEAN":
             v = n % 2 == 0
+        elif dtype == "BYTES":
+            v = f"{n:08x}"  # Pinot reads BYTES from JSON as hex
+        elif dtype == "JSON":
+            v = {column: n}
         else:
             v = f"{column}-{n}"
         return v if spec.get("singleValueField", True) else [v]

@@ -114,15 +114,20 @@ def broker_sql(broker_url: str, sql: str) -> dict[str, Any]:
     return response.json()
 
 
-def adapt_table_config(table: dict[str, Any], bootstrap_servers: str) -> dict[str, Any]:
-    """Point a table's stream configs at our Kafka and at the provisioned consumer plugin.
+def adapt_configs(
+    schema: dict[str, Any], table: dict[str, Any], bootstrap_servers: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit pinot_tables/ configs (written for Pinot 1.x) to the provisioned Pinot and our endpoints.
 
-    The broker list is an endpoint (it comes from settings, not from the repo); the consumer factory
-    is a property of the installed Pinot, not of the table. On 0.x the consumer type is mandatory
-    (1.x only has `lowlevel`) and `upsertConfig.comparisonColumns` (1.x) is `comparisonColumn`,
-    exactly one column.
+    The Kafka broker list is an endpoint (it comes from settings); the consumer factory is a
+    property of the installed Pinot, not of the table. Pinot 0.x differs from 1.x where it matters
+    here: the consumer type is mandatory (1.x only has `lowlevel`); realtime replication is
+    `replicasPerPartition` (1.x reads `replication`); upserts compare on one `comparisonColumn`
+    instead of `comparisonColumns`; null handling is per table (`nullHandlingEnabled`), not per
+    column; and there are no `notNull` constraints.
     """
-    table = json.loads(json.dumps(table))  # deep copy: the caller's dict stays as read from disk
+    schema, table = json.loads(json.dumps(schema)), json.loads(json.dumps(table))  # deep copies
+    legacy = pinot_version().startswith("0.")
     stream_maps: list[dict[str, str]] = []
     if isinstance(table.get("tableIndexConfig", {}).get("streamConfigs"), dict):
         stream_maps.append(table["tableIndexConfig"]["streamConfigs"])
@@ -135,15 +140,25 @@ def adapt_table_config(table: dict[str, Any], bootstrap_servers: str) -> dict[st
         factory_key = "stream.kafka.consumer.factory.class.name"
         if stream.get(factory_key, consumer_factory()) in KNOWN_CONSUMER_FACTORIES:
             stream[factory_key] = consumer_factory()
-        if pinot_version().startswith("0."):
-            stream.setdefault("stream.kafka.consumer.type", "lowlevel")  # required on 0.x, gone in 1.x
+        if legacy:
+            stream.setdefault("stream.kafka.consumer.type", "lowlevel")
+    if not legacy:
+        return schema, table
+    segments = table.get("segmentsConfig", {})
+    if table.get("tableType", "").upper() == "REALTIME" and "replication" in segments:
+        segments.setdefault("replicasPerPartition", segments["replication"])
     upsert = table.get("upsertConfig")
-    if pinot_version().startswith("0.") and upsert and "comparisonColumns" in upsert:
+    if upsert and "comparisonColumns" in upsert:
         columns = upsert.pop("comparisonColumns")
         if len(columns) != 1:
             raise ValueError(f"Pinot {pinot_version()} upserts compare on one column, not {columns}")
         upsert["comparisonColumn"] = columns[0]
-    return table
+    if schema.pop("enableColumnBasedNullHandling", False):
+        table.setdefault("tableIndexConfig", {})["nullHandlingEnabled"] = True
+    for kind in ("dimensionFieldSpecs", "metricFieldSpecs", "dateTimeFieldSpecs"):
+        for spec in schema.get(kind, []):
+            spec.pop("notNull", None)
+    return schema, table
 
 
 class PinotError(RuntimeError):
@@ -304,9 +319,9 @@ class Pinot(Component):
                 schema_file, table_file = table_dir / "schema.json", table_dir / "table.json"
                 if not (schema_file.exists() and table_file.exists()):
                     continue
-                schema = json.loads(schema_file.read_text())
+                raw = json.loads(schema_file.read_text()), json.loads(table_file.read_text())
+                schema, table = adapt_configs(*raw, ctx.settings.kafka_bootstrap)
                 _check(client.post("/schemas", params={"override": "true"}, json=schema), schema_file)
-                table = adapt_table_config(json.loads(table_file.read_text()), ctx.settings.kafka_bootstrap)
                 name, kind = table["tableName"], table["tableType"].upper()
                 existing = client.get(f"/tables/{name}", params={"type": kind.lower()})
                 if existing.is_success and existing.json().get(kind):
