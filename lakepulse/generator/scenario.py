@@ -13,7 +13,7 @@ import math
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -400,4 +400,5 @@ def deliver(config: GeneratorConfig, events: Iterator[dict[str, Any]]) -> Iterat
 
 def generate_events(config: GeneratorConfig) -> Iterator[GeneratedEvent]:
     """The full stream of a run, deterministic for (config, start)."""
-    return deliver(config, simulate(config))
+    resolved = replace(config, start=config.window_start)
+    return deliver(resolved, simulate(resolved))
