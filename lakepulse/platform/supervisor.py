@@ -80,10 +80,11 @@ class Supervisor:
         if self.is_running():
             added, changed, removed = self.rpc().supervisor.reloadConfig()[0]
             for name in removed:
-                self.rpc().supervisor.stopProcess(name, True)
+                self._stop(name)
                 self.rpc().supervisor.removeProcessGroup(name)
             for name in changed:
-                self.rpc().supervisor.stopProcess(name, True)
+                # A changed command only takes effect once the program is restarted.
+                self._stop(name)
                 self.rpc().supervisor.removeProcessGroup(name)
                 self.rpc().supervisor.addProcessGroup(name)
             for name in added:
@@ -98,6 +99,17 @@ class Supervisor:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"supervisord did not start; see {self.ctx.logs / 'supervisord.log'}")
             time.sleep(0.2)
+
+    def _stop(self, name: str) -> None:
+        try:
+            self.rpc().supervisor.stopProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString:
+                raise
+
+    def stop(self, name: str) -> None:
+        """Stop one program (its whole process group); a no-op when it is not running."""
+        self._stop(name)
 
     def start(self, name: str) -> None:
         """Start one program unless it already runs."""

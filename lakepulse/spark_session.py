@@ -1,0 +1,51 @@
+"""One way to build a SparkSession for lakepulse jobs: provisioned jars, Delta, s3a on the configured S3."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from lakepulse.platform.components.spark import spark_jars
+from lakepulse.settings import Settings, get_settings
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    """Hadoop s3a settings for the configured S3 endpoint (MinIO locally: path-style, plain HTTP)."""
+    return {
+        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
+        "spark.hadoop.fs.s3a.access.key": settings.s3_access_key,
+        "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https")).lower(),
+        "spark.hadoop.fs.s3a.aws.credentials.provider":
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    }
+
+
+def build_spark(app_name: str, settings: Settings | None = None, **extra_conf: str) -> SparkSession:
+    """A SparkSession on `settings.spark_master` with Kafka, Delta and s3a available (jars from the cache)."""
+    settings = settings or get_settings()
+    jars = spark_jars(settings.cache_dir)
+    if not jars:
+        raise RuntimeError("Spark jars are not provisioned: run `lakepulse provision --only spark`")
+    # Executors must run the same interpreter (and so the same pyspark) as the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.jars", ",".join(str(j) for j in jars))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.bindAddress", settings.bind_host)
+        .config("spark.driver.host", settings.bind_host)
+    )
+    for key, value in {**s3a_conf(settings), **extra_conf}.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
