@@ -11,7 +11,6 @@ loads only what we need.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import trino.dbapi
@@ -250,13 +249,3 @@ class Trino(Component):
             return {"catalogs": f"unavailable ({type(err).__name__})"}
         return {"catalogs": ", ".join(str(r[0]) for r in rows)}
 
-
-def wait_ready(ctx: Context, timeout: float = 240) -> float:
-    """Block until Trino answers; returns the seconds waited (used by scripts and tests)."""
-    started = time.monotonic()
-    component = Trino()
-    while time.monotonic() - started < timeout:
-        if component.ready(ctx):
-            return time.monotonic() - started
-        time.sleep(2)
-    raise TimeoutError(f"Trino not ready after {timeout:.0f}s")
