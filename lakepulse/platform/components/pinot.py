@@ -325,6 +325,7 @@ class Pinot(Component):
                 name, kind = table["tableName"], table["tableType"].upper()
                 existing = client.get(f"/tables/{name}", params={"type": kind.lower()})
                 if existing.is_success and existing.json().get(kind):
+                    _same_stream_source(existing.json()[kind], table, table_file)
                     _check(client.put(f"/tables/{name}", json=table), table_file)
                 else:
                     _check(client.post("/tables", json=table), table_file)
@@ -346,6 +347,25 @@ class Pinot(Component):
             return facts
         except (httpx.HTTPError, ValueError, KeyError):
             return {"tables": "controller unreachable"}
+
+
+def _stream_sources(table: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    """(broker list, topic) of each Kafka stream a table consumes."""
+    maps = (table.get("ingestionConfig") or {}).get("streamIngestionConfig", {}).get("streamConfigMaps") or []
+    if isinstance((table.get("tableIndexConfig") or {}).get("streamConfigs"), dict):
+        maps = [*maps, table["tableIndexConfig"]["streamConfigs"]]
+    return [(m.get("stream.kafka.broker.list"), m.get("stream.kafka.topic.name")) for m in maps]
+
+
+def _same_stream_source(current: dict[str, Any], wanted: dict[str, Any], source: Path) -> None:
+    """Refuse to re-point a realtime table at another Kafka or topic: its consuming segments keep
+    reading the old one (with offsets that mean nothing in the new one) until they roll over."""
+    if _stream_sources(current) != _stream_sources(wanted):
+        raise PinotError(
+            f"{source}: table {wanted['tableName']} consumes {_stream_sources(current)}, the config says "
+            f"{_stream_sources(wanted)}; drop it (DELETE {{controller}}/tables/{wanted['tableName']}) "
+            "so bootstrap re-creates it and it re-reads the topic"
+        )
 
 
 def _check(response: httpx.Response, source: Path) -> None:
