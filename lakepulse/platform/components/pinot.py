@@ -1,8 +1,8 @@
 """Apache Pinot (ZooKeeper + controller, broker and server in one JVM), from Maven Central jars.
 
-Maven Central (as reachable here) has no complete Pinot 1.x: `pinot-tools`, `pinot-server` and the
-Kafka/JSON plugins stop at 0.11.0, and there is no `pinot-distribution` or `pinot-all`. 0.11.0 is the
-newest line whose whole runtime closure resolves, so that is what versions.toml should pin.
+Maven Central (as reachable here) has no complete Pinot 1.x: `pinot-tools` and `pinot-server` stop
+at 0.11.0, `pinot-kafka-3.0` is not published, and there is no `pinot-distribution` or `pinot-all`.
+0.11.0 is the newest line whose whole runtime closure resolves, so that is what versions.toml pins.
 """
 
 from __future__ import annotations
