@@ -10,12 +10,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lakepulse.generator.cli import generate
 from lakepulse.platform import stack
 
 app = typer.Typer(help="lakepulse: real-time analytics on Kafka, Spark, Delta, Pinot, Trino and Airflow.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 # Wide enough for the status table when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
+
+app.command(help="Generate realistic marketplace traffic to the API, Kafka or an NDJSON file.")(generate)
 
 OnlyOption = Annotated[
     list[str] | None,
