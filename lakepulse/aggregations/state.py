@@ -37,9 +37,11 @@ def explode_prep_time_events(events_df: DataFrame, max_prep: str = MAX_PREP) -> 
     tenant_id, order_id, confirmed_at, occurred_at (= ready time), prep_seconds; input of
     `with_minute_partials(..., source="prep_time")`.
 
-    On a stream this is a time-bounded stream-stream inner join (state kept for `max_prep` plus the
-    watermark, either event may arrive first); the caller then needs append output mode, because Spark
-    chains a join and an aggregation only in append mode.
+    On a stream this is a time-bounded stream-stream inner join (either event may arrive first; state is
+    kept for `max_prep` plus the watermark) that emits a row as soon as both events are seen (append mode).
+    Do not chain the minute aggregation in the same query: Spark then needs append mode and holds the
+    join's output watermark back by `max_prep`, so prep minutes would appear hours late. Write these rows
+    to their own sink (a topic) and aggregate them in a second query in update mode, as the parity test does.
     """
     status_df = events_df.filter(
         (F.col("event_type") == "order_status_changed") & F.col("properties.order_id").isNotNull()
