@@ -103,6 +103,9 @@ def up(ctx: Context, only: Iterable[str] | None = None) -> None:
         raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {[s.name for _, s in pairs]}")
     chosen = [(c, s) for c, s in pairs if not wanted or s.name in wanted]
     provision(ctx, only={c.name for c, _ in chosen} | ({"spark"} if not wanted else set()))
+    for comp in {c.name: c for c, _ in chosen}.values():
+        with console.status(f"preparing {comp.name}"):
+            comp.prepare(ctx)
     sup = Supervisor(ctx)
     sup.render([svc for _, svc in pairs])
     sup.start_daemon()

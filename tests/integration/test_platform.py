@@ -108,7 +108,7 @@ def test_spark_reads_kafka(spark, stack: Context, run_id: str) -> None:  # type:
     assert values == list(range(40))
 
 
-@pytest.mark.needs("airflow")
+@pytest.mark.needs("airflow-api", "airflow-scheduler")
 def test_airflow_api_answers_with_auth(stack: Context) -> None:
     url = stack.settings.airflow_url
     token = httpx.post(f"{url}/auth/token", json={"username": stack.settings.airflow_user,

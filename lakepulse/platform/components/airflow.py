@@ -1,9 +1,15 @@
-"""Airflow 3 (`airflow standalone`: API server, scheduler, DAG processor, triggerer) on SQLite."""
+"""Airflow 3 as separate supervised programs (API server, scheduler, DAG processor, triggerer) on SQLite.
+
+Not `airflow standalone`: it starts the log servers of the scheduler and triggerer on every interface,
+and with the LocalExecutor the API server reads task logs from local files, so we skip them.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,6 +21,10 @@ def airflow_home(ctx: Context) -> Path:
     return ctx.data("airflow")
 
 
+def airflow_bin() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
 def airflow_env(ctx: Context) -> dict[str, str]:
     """Environment every Airflow process of the stack shares (also used by tests and the CLI)."""
     s = ctx.settings
@@ -24,12 +34,14 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ctx.repo / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_user}:admin",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.airflow_url}/execution/",
         "AIRFLOW__API__HOST": s.bind_host,
         "AIRFLOW__API__PORT": str(s.port_of(s.airflow_url)),
         "AIRFLOW__API__BASE_URL": s.airflow_url,
+        "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "PYTHONPATH": str(ctx.repo),
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
@@ -37,35 +49,48 @@ def airflow_env(ctx: Context) -> dict[str, str]:
 
 
 def airflow_password(ctx: Context) -> str:
-    """The admin password `airflow standalone` generated for the simple auth manager."""
+    """The admin password the API server generated for the simple auth manager."""
     generated = airflow_home(ctx) / "simple_auth_manager_passwords.json.generated"
     return str(json.loads(generated.read_text())[ctx.settings.airflow_user])
 
 
-def airflow_healthy(url: str) -> bool:
-    """True when the API server answers and reports a healthy scheduler and DAG processor."""
+def airflow_health(url: str) -> dict[str, dict[str, str]]:
+    """The API server's health report ({} when it does not answer)."""
     try:
-        health = httpx.get(f"{url}/api/v2/monitor/health", timeout=3).json()
+        return dict(httpx.get(f"{url}/api/v2/monitor/health", timeout=3).json())
     except (httpx.HTTPError, ValueError):
-        return False
-    return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
+        return {}
+
+
+def _healthy(url: str, part: str) -> Callable[[], bool]:
+    return lambda: airflow_health(url).get(part, {}).get("status") == "healthy"
 
 
 class Airflow(Component):
     name = "airflow"
 
+    def prepare(self, ctx: Context) -> None:
+        # Creates or upgrades the SQLite metadata DB (and airflow.cfg with its generated secrets).
+        out = subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(ctx), capture_output=True,
+                             text=True, cwd=airflow_home(ctx))
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
     def services(self, ctx: Context) -> list[Service]:
         s = ctx.settings
-        return [Service(
-            name="airflow",
-            command=[str(Path(sys.executable).parent / "airflow"), "standalone"],
-            env=airflow_env(ctx),
-            ready=lambda: airflow_healthy(s.airflow_url),
-            url=s.airflow_url,
-            directory=airflow_home(ctx),
-            order=20,
-            start_timeout=300,
-        )]
+        url = s.airflow_url
+        common = {"env": airflow_env(ctx), "directory": airflow_home(ctx), "url": url, "start_timeout": 300.0}
+        return [
+            Service(name="airflow-api", order=20, ready=_healthy(url, "metadatabase"),
+                    command=[airflow_bin(), "api-server", "--host", s.bind_host,
+                             "--port", str(s.port_of(url)), "--workers", "1"], **common),  # type: ignore[arg-type]
+            Service(name="airflow-scheduler", order=25, ready=_healthy(url, "scheduler"),
+                    command=[airflow_bin(), "scheduler", "--skip-serve-logs"], **common),  # type: ignore[arg-type]
+            Service(name="airflow-dag-processor", order=25, ready=_healthy(url, "dag_processor"),
+                    command=[airflow_bin(), "dag-processor"], **common),  # type: ignore[arg-type]
+            Service(name="airflow-triggerer", order=25, ready=_healthy(url, "triggerer"),
+                    command=[airflow_bin(), "triggerer", "--skip-serve-logs"], **common),  # type: ignore[arg-type]
+        ]
 
     def status(self, ctx: Context) -> dict[str, str]:
         try:

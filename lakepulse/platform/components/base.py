@@ -96,8 +96,11 @@ class Component:
         """Download/build the software into ctx.home(name), idempotently."""
 
     def services(self, ctx: Context) -> list[Service]:
-        """Write config files and return the processes to supervise."""
+        """Write config files and return the processes to supervise (cheap: `status` calls it too)."""
         return []
+
+    def prepare(self, ctx: Context) -> None:
+        """One-time work before the first start (format storage, migrate a DB); only `up` calls it."""
 
     def bootstrap(self, ctx: Context) -> None:
         """Create topics/buckets/tables once the services answer; must be idempotent."""

@@ -158,10 +158,12 @@ class Kafka(Component):
             "plugin.discovery": "hybrid_warn",
         })
 
+    def prepare(self, ctx: Context) -> None:
+        self._format_storage(ctx, self._server_properties(ctx))
+
     def services(self, ctx: Context) -> list[Service]:
         s = ctx.settings
         server_properties = self._server_properties(ctx)
-        self._format_storage(ctx, server_properties)
         worker = self._worker_properties(ctx)
         return [
             Service(
