@@ -1,4 +1,4 @@
-"""Pinot schema and REALTIME upsert table configs, derived from the row contracts the aggregation library emits."""
+"""Pinot schemas and REALTIME upsert table configs, derived from the aggregation library's row contracts."""
 
 from __future__ import annotations
 

@@ -577,7 +577,8 @@ def test_kafka_records_are_pinot_encoded(events_df) -> None:
 def test_normalized_events_accept_string_properties(spark) -> None:
     landed_df = spark.createDataFrame(
         [("e1", "t1", "order_placed", "2024-05-01T12:00:10Z", "src", '{"amount": 3.5, "channel": "app"}')],
-        "event_id string, tenant_id string, event_type string, occurred_at string, source string, properties string",
+        "event_id string, tenant_id string, event_type string, occurred_at string, source string, "
+        "properties string",
     )
     normalized = with_normalized_events(landed_df)
     row = normalized.collect()[0]
