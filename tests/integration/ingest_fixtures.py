@@ -44,7 +44,7 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.5) 
 @contextmanager
 def topics(bootstrap: str, names: list[str], partitions: int = 3) -> Iterator[list[str]]:
     """Create test topics for the duration of a test, then delete them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     for future in admin.create_topics([NewTopic(name, partitions, 1) for name in names]).values():
         future.result(30)
     try:
@@ -147,7 +147,9 @@ class ThrowawayKafka:
         )
         self.bootstrap = self.settings.kafka_bootstrap
         self.ctx = Context(settings=self.settings, repo=REPO)
-        service = next(s for s in Kafka().services(self.ctx) if s.name == "kafka")
+        kafka = Kafka()
+        kafka.prepare(self.ctx)  # formats the KRaft storage, as `lakepulse up` does
+        service = next(s for s in kafka.services(self.ctx) if s.name == "kafka")
         self.command = service.command
         self.log_path = state_dir / "throwaway-kafka.log"
         self.process: subprocess.Popen[bytes] | None = None
