@@ -246,12 +246,12 @@ class Pinot(Component):
         })
         server = write_properties(conf / "server.conf", {
             "pinot.service.role": "SERVER", **common,
-            # Pinot binds the netty query and gRPC ports on all interfaces (no host setting exists);
-            # the advertised host is ours.
+            # Pinot 0.11 binds the netty query port on all interfaces (no host setting exists); the
+            # advertised host is ours. gRPC (also all interfaces) stays off: Trino queries the broker
+            # only (pinot.forbid-segment-queries), so nothing needs it.
             "pinot.server.netty.host": host,
             "pinot.server.netty.port": s.pinot_server_port,
-            "pinot.server.grpc.enable": "true",
-            "pinot.server.grpc.port": s.pinot_grpc_port,
+            "pinot.server.grpc.enable": "false",
             "pinot.server.adminapi.access.protocols": "http",
             "pinot.server.adminapi.access.protocols.http.host": host,
             "pinot.server.adminapi.access.protocols.http.port": SERVER_ADMIN_PORT,
