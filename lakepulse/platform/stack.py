@@ -102,7 +102,11 @@ def up(ctx: Context, only: Iterable[str] | None = None) -> None:
     if unknown:
         raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {[s.name for _, s in pairs]}")
     chosen = [(c, s) for c, s in pairs if not wanted or s.name in wanted]
-    provision(ctx, only={c.name for c, _ in chosen} | ({"spark"} if not wanted else set()))
+    with_services = {c.name for c, _ in pairs}
+    # Service-less components (jars, plugins) are provisioned on every run: a no-op once done, and
+    # plugins must be in place before the processes that load them start.
+    serviceless = {c.name for c in components() if c.name not in with_services}
+    provision(ctx, only={c.name for c, _ in chosen} | serviceless)
     for comp in {c.name: c for c, _ in chosen}.values():
         with console.status(f"preparing {comp.name}"):
             comp.prepare(ctx)
@@ -115,12 +119,19 @@ def up(ctx: Context, only: Iterable[str] | None = None) -> None:
         for svc in services:
             sup.start(svc.name)
         _wait_ready(ctx, sup, services)
-    comps_started = {c.name for c, _ in chosen}
+    bootstrap(ctx, pairs)
+    console.print("[bold green]lakepulse is up[/bold green]")
+
+
+def bootstrap(ctx: Context, pairs: list[tuple[Component, Service]]) -> None:
+    """Bootstrap every component whose own services and declared needs answer (idempotent)."""
+    by_name = {svc.name: svc for _, svc in pairs}
     for comp in components():
-        if comp.name in comps_started:
+        own = [svc for c, svc in pairs if c.name == comp.name]
+        needed = own + [by_name[n] for n in comp.bootstrap_needs]
+        if all(svc.ready() for svc in needed):
             with console.status(f"bootstrapping {comp.name}"):
                 comp.bootstrap(ctx)
-    console.print("[bold green]lakepulse is up[/bold green]")
 
 
 def down(ctx: Context, purge: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Each core service of the local stack does real work: Kafka, MinIO, Connect, Spark (Delta on s3a, Kafka), Airflow."""
+"""Each core service of the local stack does real work: Kafka, MinIO, Connect, Spark, Airflow."""
 
 from __future__ import annotations
 

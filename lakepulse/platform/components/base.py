@@ -91,6 +91,8 @@ class Component:
     """Base class; subclasses override what applies to them."""
 
     name: str = ""
+    # Services (of any component) that must answer before this component's bootstrap can run.
+    bootstrap_needs: tuple[str, ...] = ()
 
     def provision(self, ctx: Context) -> None:
         """Download/build the software into ctx.home(name), idempotently."""
