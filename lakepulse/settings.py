@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     topic_events_dlq: str = "events.dlq"
     topic_events_late: str = "events.late"
     topic_metrics_minute: str = "metrics.minute"
+    # Prep-time rows (confirmed → ready of one order) between the two streaming queries.
+    topic_prep_events: str = "prep.events"
     topic_orders_live: str = "orders.live"
     topic_couriers_live: str = "couriers.live"
     topic_alerts: str = "alerts"

@@ -194,6 +194,7 @@ class Kafka(Component):
             NewTopic(s.topic_events_dlq, 3, 1, config={"retention.ms": str(30 * 86400_000)}),
             NewTopic(s.topic_events_late, 3, 1),
             NewTopic(s.topic_metrics_minute, many, 1),
+            NewTopic(s.topic_prep_events, many, 1),
             NewTopic(s.topic_orders_live, many, 1),
             NewTopic(s.topic_couriers_live, many, 1),
             NewTopic(s.topic_alerts, 1, 1),
