@@ -34,7 +34,7 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ctx.repo / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_user}:admin",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.airflow_url}/execution/",
         "AIRFLOW__API__HOST": s.bind_host,
