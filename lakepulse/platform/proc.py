@@ -31,6 +31,8 @@ def run_logged(
     argv = [str(c) for c in cmd]
     full_env = {**os.environ, **(env or {})}
     started = time.monotonic()
+    if not console.is_terminal:  # no spinner in CI logs: say what is starting and where its output goes
+        console.print(f"→ {what} (log: {log})")
     with log.open("ab") as out, console.status(f"{what} …") as status:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
