@@ -116,7 +116,14 @@ class KafkaSink:
         deadline = time.monotonic() + self.delivery_timeout_s
         outgoing = [(self.raw_topic, record) for record in raw] + [(self.dlq_topic, record) for record in dlq]
         for position, (topic, record) in enumerate(outgoing):
-            if not await self._produce(topic, record, delivery, deadline):
+            try:
+                queued = await self._produce(topic, record, delivery, deadline)
+            except KafkaUnavailable:
+                # Wait for the reports of what was queued before giving up, so none fires into a dead request.
+                delivery.settle(total - position, "refused")
+                await asyncio.wait_for(asyncio.shield(delivery.future), self.delivery_timeout_s + 5)
+                raise
+            if not queued:
                 delivery.settle(total - position, "local producer queue stayed full")
                 break
         try:
@@ -133,6 +140,9 @@ class KafkaSink:
             try:
                 self._producer.produce(topic, record.value, record.key, on_delivery=delivery.on_delivery)
                 return True
+            except KafkaException as error:
+                # e.g. unknown topic: Kafka cannot take the record now; the request must not be acknowledged.
+                raise KafkaUnavailable(f"Kafka refused the event: {error.args[0].str()}") from error
             except BufferError:
                 if time.monotonic() >= deadline:
                     return False

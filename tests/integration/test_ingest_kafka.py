@@ -96,3 +96,16 @@ def test_generator_kafka_target_routes_like_the_api(settings: Settings, run_id: 
         counts = run(events, KafkaTarget(settings.kafka_bootstrap, raw_topic, dlq_topic, batch_size=300))
         assert sum(counts.values()) == len(events)
         check_topics(settings.kafka_bootstrap, raw_topic, dlq_topic, events)
+
+
+def test_missing_topic_is_a_503_not_a_500(settings: Settings, run_id: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from lakepulse.ingest.app import create_app
+
+    app = create_app(settings.model_copy(update={"topic_events_raw": f"it.{run_id}.absent"}), delivery_timeout_s=2)
+    with TestClient(app) as client:
+        event = {"tenant_id": "t", "event_type": "x", "occurred_at": "2024-05-01T00:00:00Z", "source": "s"}
+        response = client.post("/v1/events", json=event)
+    assert response.status_code == 503
+    assert "Unknown topic" in response.json()["detail"]
