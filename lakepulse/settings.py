@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # lakepulse's own APIs
     api_port: int = 8000
     ingest_port: int = 8001
+    ingest_max_body_bytes: int = 16 * 1024 * 1024
+    ingest_max_events: int = 20_000
+    # How long a request waits for Kafka to acknowledge its events before answering 503.
+    ingest_delivery_timeout_s: float = 5.0
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_outside_local(self) -> Settings:

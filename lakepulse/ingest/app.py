@@ -21,7 +21,7 @@ from lakepulse.events import event_json_schema
 from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
 from lakepulse.ingest.metrics import IngestMetrics
 from lakepulse.ingest.processing import Batch, process_items
-from lakepulse.ingest.sink import DEFAULT_DELIVERY_TIMEOUT_S, EventSink, KafkaSink, KafkaUnavailable
+from lakepulse.ingest.sink import EventSink, KafkaSink, KafkaUnavailable
 from lakepulse.settings import Settings, get_settings
 
 RETRY_AFTER_S = 2
@@ -229,10 +229,12 @@ def _openapi_with_event_body(app: FastAPI) -> dict[str, Any]:
 def create_app(
     settings: Settings | None = None,
     limits: Limits | None = None,
-    delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+    delivery_timeout_s: float | None = None,
 ) -> FastAPI:
-    """The ingest app, writing to the topics and bootstrap servers of `settings`."""
+    """The ingest app, writing to the topics and bootstrap servers of `settings` (limits from settings too)."""
     settings = settings or get_settings()
+    limits = limits or Limits(max_body_bytes=settings.ingest_max_body_bytes, max_events=settings.ingest_max_events)
+    timeout_s = delivery_timeout_s if delivery_timeout_s is not None else settings.ingest_delivery_timeout_s
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -246,11 +248,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.limits = limits or Limits()
+    app.state.limits = limits
     app.state.metrics = IngestMetrics()
     app.state.sinks = SinkHolder(
         lambda: KafkaSink(
-            settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq, delivery_timeout_s
+            settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq, timeout_s
         )
     )
     app.include_router(router)
