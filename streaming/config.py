@@ -1,0 +1,51 @@
+"""Settings of the streaming job (one pydantic-settings class per deployable, `LAKEPULSE_STREAMING_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lakepulse.settings import Settings
+
+
+class StreamingSettings(BaseSettings):
+    """Knobs of the speed layer; endpoints and topic names come from `lakepulse.settings.Settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKEPULSE_STREAMING_", env_file=".env", extra="ignore")
+
+    watermark: str = "2 minutes"
+    trigger: str = "1 second"
+    # A fresh checkpoint starts at the end of events.raw: history reaches Pinot through the batch layer.
+    starting_offsets: str = "latest"
+    max_offsets_per_trigger: int = 200_000
+    shuffle_partitions: int = 2
+    # Empty = settings.state_dir / "checkpoints" / "streaming".
+    checkpoint_dir: Path | None = None
+    # Intermediate topic between the prep-time join and its minute aggregation (created by the job).
+    topic_prep: str = "events.prep"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 8011
+    # Java heap of the driver (local mode: the whole Spark app).
+    driver_memory: str = "1g"
+
+    def checkpoints(self, settings: Settings) -> Path:
+        """The checkpoint root on local disk."""
+        return self.checkpoint_dir or settings.state_dir / "checkpoints" / "streaming"
+
+    @property
+    def watermark_seconds(self) -> float:
+        """The watermark delay in seconds (accepts "<n> second(s)|minute(s)|hour(s)")."""
+        return interval_seconds(self.watermark)
+
+
+_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+
+
+def interval_seconds(interval: str) -> float:
+    """Seconds of a Spark interval string like "2 minutes" or "30 seconds"."""
+    amount, _, unit = interval.strip().partition(" ")
+    unit = unit.strip().rstrip("s")
+    if unit not in _UNITS:
+        raise ValueError(f"unsupported interval {interval!r}; use seconds, minutes or hours")
+    return float(amount) * _UNITS[unit]

@@ -1,0 +1,301 @@
+"""The speed layer job: `events.raw` → minute aggregates, live order/courier state → Pinot upsert topics.
+
+Six micro-batch queries share one Spark application (local[2] by default):
+
+| query     | plan                                                                  | sink (mode)               |
+|-----------|-----------------------------------------------------------------------|---------------------------|
+| minute    | parse → watermark → dedup by event_id → with_minute_partials           | metrics.minute (update)   |
+| orders    | parse → watermark → with_order_state                                   | orders.live (update)      |
+| couriers  | parse → watermark → with_courier_state                                 | couriers.live (update)    |
+| prep_join | parse → watermark → explode_prep_time_events (stream-stream join)      | events.prep (append)      |
+| prep      | events.prep → watermark → dedup by pair → with_minute_partials(prep)   | metrics.minute (update)   |
+| late_dlq  | parse → dead letters / beyond-the-watermark events (see streaming.late) | events.dlq, events.late   |
+
+Every sink is keyed by the row's primary key and Pinot upserts by it, so a micro-batch replayed after a
+crash rewrites the same rows: restarts from the checkpoints double-count nothing. Order and courier state
+are idempotent under duplicate events (first/last by event time), so only counting queries dedup.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+import pyspark.sql.functions as F
+from confluent_kafka.admin import AdminClient, NewTopic
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from lakepulse.aggregations import (
+    COURIER_KEY,
+    ORDER_KEY,
+    explode_prep_time_events,
+    filter_valid_events,
+    with_courier_state,
+    with_kafka_records,
+    with_minute_partials,
+    with_order_state,
+    with_parsed_events,
+)
+from lakepulse.settings import Settings, get_settings
+from lakepulse.spark_session import build_spark
+from streaming.config import StreamingSettings
+from streaming.late import LateTracker
+from streaming.monitor import Monitor, ProgressListener, serve, watermark_epoch
+from streaming.transforms import (
+    PREP_KEY,
+    with_batch_summary,
+    with_dlq_reason,
+    with_dlq_records,
+    with_events_and_raw,
+    with_is_late,
+    with_late_counts,
+    with_late_records,
+    with_parsed_prep,
+    with_prep_records,
+)
+
+log = logging.getLogger("lakepulse.streaming")
+
+QUERIES: tuple[str, ...] = ("minute", "orders", "couriers", "prep_join", "prep", "late_dlq")
+# The prep aggregation sees pairs only once both events arrived; a wider watermark keeps a pair whose
+# ready time is older than the main watermark (its confirmed event came late but in time) from dropping.
+PREP_EXTRA_WATERMARK = timedelta(minutes=5)
+
+
+# Reads ------------------------------------------------------------------------------------------------
+def read_topic(spark: SparkSession, settings: Settings, streaming: StreamingSettings, topic: str) -> DataFrame:
+    """A Kafka topic as a stream of raw records."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", streaming.starting_offsets)
+        .option("maxOffsetsPerTrigger", streaming.max_offsets_per_trigger)
+        # Retention may delete unread records of a stopped job; history is the batch layer's job.
+        .option("failOnDataLoss", "false")
+        .load()
+    )
+
+
+# Transforms (pure) ------------------------------------------------------------------------------------
+def with_watermarked_events(raw_df: DataFrame, watermark: str) -> DataFrame:
+    """Kafka records → valid events with the event-time watermark (what every stateful query starts from)."""
+    return filter_valid_events(with_parsed_events(raw_df)).withWatermark("occurred_at", watermark)
+
+
+def with_minute_records(events_df: DataFrame) -> DataFrame:
+    """Watermarked events → deduplicated by event_id → minute partial rows as Kafka records."""
+    deduped_df = events_df.dropDuplicatesWithinWatermark(["event_id"])
+    return with_kafka_records(with_minute_partials(deduped_df))
+
+
+def with_prep_minute_records(prep_kafka_df: DataFrame, watermark: str) -> DataFrame:
+    """Prep-topic records → deduplicated pairs → prep_time minute partial rows as Kafka records."""
+    prep_df = with_parsed_prep(prep_kafka_df).filter(F.col("tenant_id").isNotNull())
+    deduped_df = prep_df.withWatermark("occurred_at", watermark).dropDuplicatesWithinWatermark(list(PREP_KEY))
+    return with_kafka_records(with_minute_partials(deduped_df, source="prep_time"))
+
+
+# Writes -----------------------------------------------------------------------------------------------
+def kafka_sink(
+    records_df: DataFrame, name: str, topic: str, mode: str, settings: Settings, streaming: StreamingSettings
+) -> StreamingQuery:
+    """Start a query writing key/value records to a Kafka topic."""
+    return (
+        records_df.writeStream.queryName(name)
+        .format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("topic", topic)
+        .option("checkpointLocation", str(streaming.checkpoints(settings) / name))
+        .outputMode(mode)
+        .trigger(processingTime=streaming.trigger)
+        .start()
+    )
+
+
+def write_records(records_df: DataFrame, topic: str, settings: Settings) -> None:
+    """Batch-write key/value records to a Kafka topic (inside foreachBatch)."""
+    (
+        records_df.write.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("topic", topic)
+        .save()
+    )
+
+
+def late_and_dlq_batch(
+    settings: Settings, tracker: LateTracker, monitor: Monitor, watermark_floor: Callable[[], datetime | None]
+) -> Callable[[DataFrame, int], None]:
+    """The foreachBatch function of the late_dlq query."""
+
+    def run(batch_df: DataFrame, batch_id: int) -> None:
+        threshold = tracker.threshold(batch_id, floor=watermark_floor())
+        events_df = with_dlq_reason(with_events_and_raw(batch_df)).persist()
+        try:
+            rejected_df = events_df.filter(F.col("dlq_reason").isNotNull())
+            valid_df = with_is_late(events_df.filter(F.col("dlq_reason").isNull()), threshold)
+            summary = with_batch_summary(valid_df).collect()[0]
+            reasons = rejected_df.groupBy("dlq_reason").count().collect()
+            if reasons:
+                write_records(with_dlq_records(rejected_df, datetime.now(UTC)), settings.topic_events_dlq, settings)
+            late_counts: list = []
+            if threshold is not None:
+                late_df = valid_df.filter("is_late")
+                late_counts = with_late_counts(late_df).collect()
+                if late_counts:
+                    write_records(with_late_records(late_df, threshold), settings.topic_events_late, settings)
+        finally:
+            events_df.unpersist()
+        max_occurred = summary["max_occurred_us"]
+        tracker.observe(batch_id, None if max_occurred is None else _from_micros(max_occurred))
+        # Counters move once the outputs are written (a replayed batch after a crash counts again: the
+        # late-events topic, deduplicated by event_id, is the exact record).
+        monitor.valid.inc(summary["events"])
+        for row in late_counts:
+            monitor.late.labels(row["tenant_id"], row["source"]).inc(row["late"])
+        for row in reasons:
+            monitor.dlq.labels(row["dlq_reason"]).inc(row["count"])
+        if summary["max_received_us"] is not None:
+            monitor.on_received(summary["max_received_us"] / 1e6)
+
+    return run
+
+
+def _from_micros(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def ensure_topics(settings: Settings, streaming: StreamingSettings) -> None:
+    """Create the job's intermediate prep topic (and any missing output topic) idempotently."""
+    client = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(client.list_topics(timeout=15).topics)
+    partitions = settings.events_raw_partitions
+    wanted = {
+        streaming.topic_prep: partitions,
+        settings.topic_events_dlq: 3,
+        settings.topic_events_late: 3,
+        settings.topic_metrics_minute: partitions,
+        settings.topic_orders_live: partitions,
+        settings.topic_couriers_live: partitions,
+    }
+    new = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+    for topic, future in client.create_topics(new, operation_timeout=30).items() if new else []:
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - another process may have created it meanwhile
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def start_queries(
+    spark: SparkSession, settings: Settings, streaming: StreamingSettings, monitor: Monitor
+) -> dict[str, StreamingQuery]:
+    """Define and start the six queries (see the module docstring)."""
+    wm = streaming.watermark
+    queries: dict[str, StreamingQuery] = {}
+
+    def events() -> DataFrame:
+        return with_watermarked_events(read_topic(spark, settings, streaming, settings.topic_events_raw), wm)
+
+    queries["minute"] = kafka_sink(
+        with_minute_records(events()), "minute", settings.topic_metrics_minute, "update", settings, streaming
+    )
+    queries["orders"] = kafka_sink(
+        with_kafka_records(with_order_state(events()), ORDER_KEY),
+        "orders", settings.topic_orders_live, "update", settings, streaming,
+    )
+    queries["couriers"] = kafka_sink(
+        with_kafka_records(with_courier_state(events()), COURIER_KEY),
+        "couriers", settings.topic_couriers_live, "update", settings, streaming,
+    )
+    queries["prep_join"] = kafka_sink(
+        with_prep_records(explode_prep_time_events(events())),
+        "prep_join", streaming.topic_prep, "append", settings, streaming,
+    )
+    prep_wm = f"{int(streaming.watermark_seconds + PREP_EXTRA_WATERMARK.total_seconds())} seconds"
+    queries["prep"] = kafka_sink(
+        with_prep_minute_records(read_topic(spark, settings, streaming, streaming.topic_prep), prep_wm),
+        "prep", settings.topic_metrics_minute, "update", settings, streaming,
+    )
+
+    minute_query = queries["minute"]
+
+    def minute_watermark() -> datetime | None:
+        progress = minute_query.lastProgress
+        epoch = watermark_epoch(progress) if progress else None
+        return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+    tracker = LateTracker(
+        streaming.checkpoints(settings) / "late_dlq-thresholds.json",
+        timedelta(seconds=streaming.watermark_seconds),
+    )
+    queries["late_dlq"] = (
+        read_topic(spark, settings, streaming, settings.topic_events_raw)
+        .writeStream.queryName("late_dlq")
+        .foreachBatch(late_and_dlq_batch(settings, tracker, monitor, minute_watermark))
+        .option("checkpointLocation", str(streaming.checkpoints(settings) / "late_dlq"))
+        .trigger(processingTime=streaming.trigger)
+        .start()
+    )
+    return queries
+
+
+def main() -> int:
+    """Read → transform → write until stopped; a failed query ends the process (the supervisor restarts it)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
+    settings = get_settings()
+    streaming = StreamingSettings()
+    ensure_topics(settings, streaming)
+    Path(streaming.checkpoints(settings)).mkdir(parents=True, exist_ok=True)
+    spark = build_spark(
+        "lakepulse-streaming",
+        settings,
+        **{
+            "spark.sql.shuffle.partitions": str(streaming.shuffle_partitions),
+            "spark.driver.memory": streaming.driver_memory,
+            "spark.sql.streaming.stateStore.providerClass":
+                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+            # Less chatter per trigger on a loaded machine.
+            "spark.sql.streaming.noDataProgressEventInterval": "5000",
+            "spark.ui.showConsoleProgress": "false",
+        },
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    monitor = Monitor(QUERIES)
+    spark.streams.addListener(ProgressListener(monitor))
+    server = serve(monitor, streaming.metrics_host, streaming.metrics_port)
+    queries = start_queries(spark, settings, streaming, monitor)
+    log.info("started %s; metrics on http://%s:%d/metrics", ", ".join(queries), streaming.metrics_host,
+             streaming.metrics_port)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping queries", signum)
+        for query in queries.values():
+            query.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        spark.streams.awaitAnyTermination()
+    finally:
+        failed = [n for n, q in queries.items() if q.exception() is not None]
+        for query in queries.values():
+            if query.isActive:
+                query.stop()
+        server.shutdown()
+        spark.stop()
+    if failed:
+        log.error("queries failed: %s", failed)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Prometheus metrics and readiness of the streaming job, served on one local port (/metrics, /healthz)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pyspark.sql.streaming import StreamingQueryListener
+
+PREFIX = "lakepulse_streaming"
+
+
+def offsets_behind(progress: dict[str, Any]) -> int:
+    """Records the query has not read yet: latest offset − end offset, summed over its Kafka sources."""
+    behind = 0
+    for source in progress.get("sources", []):
+        latest, end = source.get("latestOffset"), source.get("endOffset")
+        if not latest or not end:
+            continue
+        latest = json.loads(latest) if isinstance(latest, str) else latest
+        end = json.loads(end) if isinstance(end, str) else end
+        for topic, partitions in latest.items():
+            for partition, offset in partitions.items():
+                behind += max(0, int(offset) - int(end.get(topic, {}).get(partition, offset)))
+    return behind
+
+
+def watermark_epoch(progress: dict[str, Any]) -> float | None:
+    """The query's event-time watermark (epoch seconds), None before it has one."""
+    text = (progress.get("eventTime") or {}).get("watermark")
+    if not text or text.startswith("1970-01-01"):
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Monitor(Collector):
+    """Per-query progress (lag, watermark, batch timings), late/DLQ counters and readiness."""
+
+    def __init__(self, expected_queries: Iterable[str]) -> None:
+        self.registry = CollectorRegistry()
+        self.expected = set(expected_queries)
+        self.lock = threading.Lock()
+        self.progress: dict[str, dict[str, Any]] = {}
+        self.progress_at: dict[str, float] = {}
+        self.active: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.newest_received_at: float | None = None
+        self.late = Counter(f"{PREFIX}_late_events", "Events beyond the watermark (also written to the "
+                            "late-events topic)", ["tenant_id", "source"], registry=self.registry)
+        self.valid = Counter(f"{PREFIX}_events", "Valid events read by the late-events query "
+                             "(denominator of the late rate)", registry=self.registry)
+        self.dlq = Counter(f"{PREFIX}_dlq_events", "Unplaceable messages sent to the DLQ", ["reason"],
+                           registry=self.registry)
+        self.registry.register(self)
+
+    # Listener side -------------------------------------------------------------------------------
+    def on_progress(self, name: str, progress: dict[str, Any]) -> None:
+        """Keep the latest progress of a query."""
+        with self.lock:
+            self.progress[name] = progress
+            self.progress_at[name] = time.time()
+            self.active.add(name)
+
+    def on_terminated(self, name: str, exception: str | None) -> None:
+        """A query stopped; readiness fails from now on."""
+        with self.lock:
+            self.active.discard(name)
+            self.failed[name] = exception or "stopped"
+
+    def on_received(self, newest_received_at: float | None) -> None:
+        """The newest received_at (epoch s) among events the late-events query has read."""
+        if newest_received_at is not None:
+            with self.lock:
+                if self.newest_received_at is None or newest_received_at > self.newest_received_at:
+                    self.newest_received_at = newest_received_at
+
+    # Readiness ------------------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every expected query is active and has reported progress."""
+        with self.lock:
+            missing = sorted(self.expected - self.active)
+            body = {
+                "ready": not missing and not self.failed,
+                "queries": {n: {"active": n in self.active, "batch": self.progress.get(n, {}).get("batchId")}
+                            for n in sorted(self.expected)},
+                "failed": self.failed,
+                "offsets_behind": sum(offsets_behind(p) for p in self.progress.values()),
+                "freshness_s": None if self.newest_received_at is None
+                else round(time.time() - self.newest_received_at, 1),
+            }
+        return bool(body["ready"]), body
+
+    # Prometheus collector: values computed at scrape time from the latest progress ----------------------
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.time()
+        gauges = {
+            "offsets_behind": GaugeMetricFamily(f"{PREFIX}_offsets_behind", "Stream lag: Kafka records "
+                                                "not yet read by the query", labels=["query"]),
+            "batch_age": GaugeMetricFamily(f"{PREFIX}_last_progress_age_seconds", "Seconds since the "
+                                           "query's last completed micro-batch", labels=["query"]),
+            "duration": GaugeMetricFamily(f"{PREFIX}_batch_duration_seconds", "Wall time of the last "
+                                          "micro-batch", labels=["query"]),
+            "rate": GaugeMetricFamily(f"{PREFIX}_processed_rows_per_second", "Rows processed per second "
+                                      "in the last micro-batch", labels=["query"]),
+            "watermark_delay": GaugeMetricFamily(f"{PREFIX}_watermark_delay_seconds", "Now minus the "
+                                                 "query's event-time watermark", labels=["query"]),
+            "active": GaugeMetricFamily(f"{PREFIX}_query_active", "1 while the query runs",
+                                        labels=["query"]),
+        }
+        with self.lock:
+            for name in sorted(self.expected):
+                gauges["active"].add_metric([name], 1.0 if name in self.active else 0.0)
+                progress = self.progress.get(name)
+                if progress is None:
+                    continue
+                gauges["offsets_behind"].add_metric([name], float(offsets_behind(progress)))
+                gauges["batch_age"].add_metric([name], now - self.progress_at[name])
+                duration_ms = (progress.get("durationMs") or {}).get("triggerExecution", 0)
+                gauges["duration"].add_metric([name], duration_ms / 1000)
+                gauges["rate"].add_metric([name], float(progress.get("processedRowsPerSecond") or 0.0))
+                watermark = watermark_epoch(progress)
+                if watermark is not None:
+                    gauges["watermark_delay"].add_metric([name], now - watermark)
+            newest = self.newest_received_at
+        yield from gauges.values()
+        freshness = GaugeMetricFamily(f"{PREFIX}_freshness_seconds", "Now minus the received_at of the "
+                                      "newest event read (grows when ingest stops or the job stalls)")
+        if newest is not None:
+            freshness.add_metric([], now - newest)
+        yield freshness
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ProgressListener(StreamingQueryListener):
+    """Forwards Spark's query events to the Monitor."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.names: dict[str, str] = {}
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's callback names
+        self.names[str(event.id)] = event.name or str(event.id)
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        progress = json.loads(event.progress.json)
+        self.monitor.on_progress(progress.get("name") or str(event.progress.id), progress)
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        self.monitor.on_terminated(self.names.get(str(event.id), str(event.id)), event.exception)
+
+
+def serve(monitor: Monitor, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.startswith("/metrics"):
+                body, status, kind = monitor.exposition(), 200, "text/plain; version=0.0.4"
+            elif self.path.startswith("/healthz"):
+                ok, info = monitor.health()
+                body, status, kind = json.dumps(info).encode(), 200 if ok else 503, "application/json"
+            else:
+                body, status, kind = b"not found\n", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet scrapes
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

@@ -1,0 +1,131 @@
+"""Pure transforms of the speed layer that the shared aggregation library does not carry: Kafka framing,
+dead letters, late events and the prep-time hand-off between the join query and its aggregation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+
+from lakepulse.aggregations import RAW_EVENT_SCHEMA
+from lakepulse.aggregations.schema import EVENT_COLUMNS
+
+# Rows of explode_prep_time_events as they travel through the intermediate topic.
+PREP_SCHEMA = StructType(
+    [
+        StructField("tenant_id", StringType()),
+        StructField("order_id", StringType()),
+        StructField("confirmed_at", TimestampType()),
+        StructField("occurred_at", TimestampType()),
+        StructField("prep_seconds", DoubleType()),
+    ]
+)
+# One prep row is one (confirmed, ready) pair: the whole row identifies it, so a replayed copy dedups.
+PREP_KEY: tuple[str, ...] = ("tenant_id", "order_id", "confirmed_at", "occurred_at")
+
+
+def with_events_and_raw(kafka_df: DataFrame) -> DataFrame:
+    """Kafka rows → the envelope columns (RAW_EVENT_SCHEMA) plus `raw`, the message value as text."""
+    raw = F.col("value").cast("string")
+    # Same parse as aggregations.with_parsed_events, keeping the raw text for dead letters.
+    return kafka_df.select(raw.alias("raw"), F.from_json(raw, RAW_EVENT_SCHEMA).alias("_event")).select(
+        "raw", *[F.col(f"_event.{c}").alias(c) for c in EVENT_COLUMNS]
+    )
+
+
+def dlq_reason() -> Column:
+    """Why an envelope row cannot be placed by any metric (null when it can); mirrors filter_valid_events."""
+    return (
+        F.when(F.col("raw").isNull(), F.lit("empty message"))
+        .when(F.expr("try_parse_json(raw)").isNull(), F.lit("value is not valid JSON"))
+        .when(F.col("tenant_id").isNull(), F.lit("missing or invalid tenant_id"))
+        .when(F.col("event_type").isNull(), F.lit("missing or invalid event_type"))
+        .when(F.col("occurred_at").isNull(), F.lit("missing or unparseable occurred_at"))
+    )
+
+
+def with_dlq_reason(events_df: DataFrame) -> DataFrame:
+    """Envelope rows (with `raw`) → plus `dlq_reason`."""
+    return events_df.withColumn("dlq_reason", dlq_reason())
+
+
+def with_dlq_records(rejected_df: DataFrame, detected_at: datetime) -> DataFrame:
+    """Rejected rows → Kafka key/value in the ingest API's dead-letter format (reason, raw, ids)."""
+    value = F.struct(
+        F.col("dlq_reason").alias("reason"),
+        F.col("raw").alias("raw"),
+        F.lit(detected_at.isoformat()).alias("received_at"),
+        F.col("tenant_id").alias("tenant_id"),
+        F.col("event_id").alias("event_id"),
+        F.lit("streaming").alias("stage"),
+    )
+    return rejected_df.select(F.col("tenant_id").alias("key"), F.to_json(value).alias("value"))
+
+
+def with_is_late(events_df: DataFrame, threshold: datetime | None) -> DataFrame:
+    """Events → plus `is_late`: event time at or before the threshold (Spark drops rows <= watermark)."""
+    if threshold is None:
+        return events_df.withColumn("is_late", F.lit(False))
+    return events_df.withColumn("is_late", F.col("occurred_at") <= F.lit(threshold).cast("timestamp"))
+
+
+def with_late_records(late_df: DataFrame, threshold: datetime) -> DataFrame:
+    """Late events → Kafka key (tenant) / value: ids, times, how late, and the original message."""
+    watermark = F.lit(threshold).cast("timestamp")
+    value = F.struct(
+        "event_id",
+        "tenant_id",
+        "source",
+        "event_type",
+        F.date_format("occurred_at", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'").alias("occurred_at"),
+        F.date_format("received_at", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'").alias("received_at"),
+        F.date_format(watermark, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'").alias("watermark"),
+        ((F.unix_micros(watermark) - F.unix_micros("occurred_at")) / 1e6).alias("late_by_seconds"),
+        F.col("raw"),
+    )
+    return late_df.select(F.col("tenant_id").alias("key"), F.to_json(value).alias("value"))
+
+
+def with_late_counts(late_df: DataFrame) -> DataFrame:
+    """Late events → one row per (tenant_id, source) with `late` (the count)."""
+    return late_df.groupBy("tenant_id", F.coalesce("source", F.lit("")).alias("source")).agg(
+        F.count(F.lit(1)).alias("late")
+    )
+
+
+def with_batch_summary(valid_df: DataFrame) -> DataFrame:
+    """Valid events of a micro-batch → one row: count, max event time and max received_at (epoch µs,
+    so collecting does not depend on the Python process's time zone)."""
+    return valid_df.agg(
+        F.count(F.lit(1)).alias("events"),
+        F.max(F.unix_micros("occurred_at")).alias("max_occurred_us"),
+        F.max(F.unix_micros("received_at")).alias("max_received_us"),
+    )
+
+
+def with_prep_records(prep_df: DataFrame) -> DataFrame:
+    """explode_prep_time_events rows → Kafka key (tenant, order) / value (the row as JSON)."""
+    value = F.struct(
+        "tenant_id",
+        "order_id",
+        F.unix_micros("confirmed_at").alias("confirmed_at_us"),
+        F.unix_micros("occurred_at").alias("occurred_at_us"),
+        "prep_seconds",
+    )
+    key = F.to_json(F.struct("tenant_id", "order_id"))
+    return prep_df.select(key.alias("key"), F.to_json(value).alias("value"))
+
+
+def with_parsed_prep(kafka_df: DataFrame) -> DataFrame:
+    """Kafka rows of the prep topic → PREP_SCHEMA rows (exact microsecond times)."""
+    schema = "tenant_id string, order_id string, confirmed_at_us long, occurred_at_us long, prep_seconds double"
+    parsed = F.from_json(F.col("value").cast("string"), schema).alias("p")
+    return kafka_df.select(parsed).select(
+        "p.tenant_id",
+        "p.order_id",
+        F.timestamp_micros("p.confirmed_at_us").alias("confirmed_at"),
+        F.timestamp_micros("p.occurred_at_us").alias("occurred_at"),
+        "p.prep_seconds",
+    )
