@@ -185,7 +185,7 @@ def ensure_topics(settings: Settings, streaming: StreamingSettings) -> None:
         settings.topic_couriers_live: partitions,
     }
     new = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
-    for topic, future in client.create_topics(new, operation_timeout=30).items() if new else []:
+    for future in client.create_topics(new, operation_timeout=30).values() if new else []:
         try:
             future.result()
         except Exception as exc:  # noqa: BLE001 - another process may have created it meanwhile

@@ -45,7 +45,7 @@ from lakepulse.platform import stack as platform_stack
 from lakepulse.platform.components.base import Context
 from lakepulse.settings import Settings
 
-pytestmark = pytest.mark.needs("kafka", "pinot")
+pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka", "pinot")]
 
 REPO = Path(__file__).resolve().parents[2]
 WATERMARK_S = 120
@@ -255,7 +255,7 @@ class Job:
     def metric(self, name: str, **labels: str) -> float:
         """A sample of the job's Prometheus exposition (0 when absent)."""
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())  # in the metric's label order
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))  # exposition sorts labels
         sample = f"{name}{{{want}}}" if labels else name
         for line in text.splitlines():
             if line.startswith(sample + " "):
