@@ -1,0 +1,214 @@
+"""What every batch job shares: the range and lake arguments, the table descriptions and the one Delta writer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lakepulse.aggregations import ORDER_KEY, PARTIAL_KEY
+from lakepulse.settings import Settings, get_settings
+
+log = logging.getLogger("lakepulse.batch")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One Delta table the batch layer owns: name, merge keys, partition columns, change test."""
+
+    name: str
+    keys: tuple[str, ...]
+    partition_by: tuple[str, ...] = ()
+    # SQL over t (target) and s (source) that is true when a matched row must be rewritten;
+    # None = rows are immutable once written (insert-only).
+    changed: str | None = None
+
+
+def _same(col: str) -> str:
+    return f"t.`{col}` <=> s.`{col}`"
+
+
+# count/min/max/buckets must match exactly; sums may differ in the last bits when Spark adds the same
+# values in another order, and sketch bytes may differ in layout for the same set, so those compare by
+# value (sum within 1e-9 relative, sketches by their estimate).
+PARTIAL_CHANGED = (
+    "NOT ("
+    + " AND ".join(_same(c) for c in ("count", "min", "max", "buckets"))
+    + " AND ((t.`sum` IS NULL AND s.`sum` IS NULL) OR abs(t.`sum` - s.`sum`) <= 1e-9 * greatest(1.0, abs(s.`sum`)))"
+    + " AND hll_sketch_estimate(t.hll_sketch) <=> hll_sketch_estimate(s.hll_sketch)"
+    + " AND theta_sketch_estimate(t.theta_sketch) <=> theta_sketch_estimate(s.theta_sketch)"
+    + ")"
+)
+
+ORDER_COMPARED = (
+    "status", "status_at", "placed_at", "confirmed_at", "in_kitchen_at", "ready_for_pickup_at", "picked_up_at",
+    "delivered_at", "cancelled_at", "amount", "currency", "prep_seconds", "food_rating", "delivery_rating",
+    "rated_at", "last_event_at",
+)
+
+EVENTS = TableSpec("events", keys=("event_id",), partition_by=("event_date",))
+METRICS_MINUTE = TableSpec("metrics_minute", PARTIAL_KEY, ("window_date",), PARTIAL_CHANGED)
+METRICS_HOUR = TableSpec("metrics_hour", PARTIAL_KEY, ("window_date",), PARTIAL_CHANGED)
+METRICS_DAY = TableSpec("metrics_day", PARTIAL_KEY, ("window_date",), PARTIAL_CHANGED)
+ORDERS = TableSpec(
+    "orders", ORDER_KEY, (), "NOT (" + " AND ".join(_same(c) for c in ORDER_COMPARED) + ")"
+)
+GOLD_TABLES: dict[str, TableSpec] = {"minute": METRICS_MINUTE, "hour": METRICS_HOUR, "day": METRICS_DAY}
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where the batch layer reads and writes: raw archive root, Delta root, seam object, Trino schema."""
+
+    raw_root: str
+    delta_root: str
+    seam_uri: str
+    trino_schema: str = "delta.lakepulse"
+
+    def path(self, table: TableSpec | str) -> str:
+        """s3a:// location of a Delta table."""
+        name = table.name if isinstance(table, TableSpec) else table
+        return f"{self.delta_root.rstrip('/')}/{name}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, root: str | None = None) -> Lake:
+        """The production lake (or, with `root`, an isolated one under that prefix, e.g. for tests)."""
+        if root:
+            base = root.rstrip("/")
+            return cls(f"{base}/raw", f"{base}/delta", f"{base}/batch/seam.json", "delta.lakepulse")
+        bucket = f"s3a://{settings.s3_bucket}"
+        return cls(f"{bucket}/raw", f"{bucket}/delta", f"{bucket}/batch/seam.json", "delta.lakepulse")
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """A half-open UTC range [start, end), aligned to minutes."""
+
+    start: datetime
+    end: datetime
+    metrics: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for t in (self.start, self.end):
+            if t.tzinfo is None or t.second or t.microsecond:
+                raise ValueError(f"{t} must be timezone-aware and minute-aligned")
+        if self.end <= self.start:
+            raise ValueError(f"empty range [{self.start}, {self.end})")
+
+    def dates(self, before: timedelta = timedelta(0), after: timedelta = timedelta(0)) -> list[str]:
+        """ISO dates the range (widened by before/after) touches."""
+        first = (self.start - before).astimezone(UTC).date()
+        last = (self.end + after - timedelta(microseconds=1)).astimezone(UTC).date()
+        return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+    def widened(self, unit: str) -> TimeRange:
+        """The range extended outwards to whole hours or days."""
+        if unit == "hour":
+            start = self.start.replace(minute=0)
+            end_floor = self.end.replace(minute=0)
+            end = self.end if self.end == end_floor else end_floor + timedelta(hours=1)
+        elif unit == "day":
+            start = self.start.replace(hour=0, minute=0)
+            end_floor = self.end.replace(hour=0, minute=0)
+            end = self.end if self.end == end_floor else end_floor + timedelta(days=1)
+        else:
+            raise ValueError(unit)
+        return TimeRange(start, end, self.metrics)
+
+
+def sql_ts(moment: datetime) -> str:
+    """A Spark SQL timestamp literal for an aware datetime (session time zone is UTC)."""
+    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}'"
+
+
+def sql_list(values: Sequence[str]) -> str:
+    """A SQL IN-list of string literals (values are ours: dates, metric names from the catalog)."""
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def parse_time(value: str) -> datetime:
+    """RFC 3339 / ISO time → aware UTC datetime ('Z' and naive = UTC)."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def job_args(description: str, argv: Sequence[str] | None = None) -> tuple[TimeRange, Lake, argparse.Namespace]:
+    """Parse the arguments every job takes: --start --end [--metrics a,b] [--lake-root s3a://...]."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--start", required=True, help="inclusive, RFC 3339 (UTC if no zone)")
+    parser.add_argument("--end", required=True, help="exclusive, RFC 3339 (UTC if no zone)")
+    parser.add_argument("--metrics", default="", help="comma-separated metric names (default: all)")
+    parser.add_argument("--lake-root", default="", help="isolated lake prefix (default: the production lake)")
+    parser.add_argument("--skip-quality", action="store_true", help="backfill only: do not run the gate")
+    parser.add_argument("--no-reconcile", action="store_true", help="backfill only: do not repair Pinot")
+    args = parser.parse_args(argv)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    rng = TimeRange(parse_time(args.start), parse_time(args.end), metrics)
+    return rng, Lake.from_settings(get_settings(), args.lake_root or None), args
+
+
+def batch_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
+    """The Spark session of a batch job (few shuffle partitions: one range is small per task)."""
+    from lakepulse.spark_session import build_spark
+
+    spark = build_spark(app_name, settings, **{"spark.sql.shuffle.partitions": "4",
+                                               "spark.ui.showConsoleProgress": "false"})
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def ensure_table(spark: SparkSession, df: DataFrame, spec: TableSpec, path: str) -> None:
+    """Create the Delta table at `path` with the DataFrame's schema if it does not exist yet."""
+    from delta.tables import DeltaTable
+
+    if DeltaTable.isDeltaTable(spark, path):
+        return
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
+    if spec.partition_by:
+        builder = builder.partitionedBy(*spec.partition_by)
+    builder.execute()
+
+
+def merge_rows(
+    spark: SparkSession, source_df: DataFrame, spec: TableSpec, path: str, scope: str | None = None,
+    delete_missing: bool = False,
+) -> dict[str, int]:
+    """MERGE rows into the table on its keys: insert new rows, rewrite changed ones (spec.changed) and,
+    with `delete_missing`, delete target rows inside `scope` (SQL over t) that the source no longer has.
+    Returns Delta's operation metrics (rows inserted/updated/deleted)."""
+    from delta.tables import DeltaTable
+
+    ensure_table(spark, source_df, spec, path)
+    target = DeltaTable.forPath(spark, path)
+    before = _version(target)
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
+    if scope:
+        # Scope on the target prunes partitions: the merge rewrites only files of the range.
+        on = f"({scope}) AND {on}"
+    merge = target.alias("t").merge(source_df.alias("s"), on)
+    if spec.changed:
+        merge = merge.whenMatchedUpdateAll(condition=spec.changed)
+    merge = merge.whenNotMatchedInsertAll()
+    if delete_missing:
+        merge = merge.whenNotMatchedBySourceDelete(condition=scope)
+    merge.execute()
+    metrics = {"numTargetRowsInserted": 0, "numTargetRowsUpdated": 0, "numTargetRowsDeleted": 0}
+    last = target.history(1).select("version", "operationMetrics").collect()[0]
+    if last["version"] != before:  # a merge that changes nothing may not commit at all
+        metrics.update({k: int(v) for k, v in (last["operationMetrics"] or {}).items() if k in metrics})
+    log.warning("merge %s %s", spec.name, json.dumps(metrics))
+    return metrics
+
+
+def _version(table: object) -> int:
+    return int(table.history(1).select("version").collect()[0][0])  # type: ignore[attr-defined]
+
+
+def day_of(moment: datetime) -> date:
+    """UTC date of a moment."""
+    return moment.astimezone(UTC).date()

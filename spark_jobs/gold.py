@@ -1,0 +1,148 @@
+"""Gold: Delta `events` → minute, hour and day aggregates and order history, via the shared metric library."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+import pyspark.sql.functions as F
+from pyspark.sql import DataFrame, SparkSession
+
+from lakepulse.aggregations import (
+    explode_prep_time_events,
+    filter_valid_events,
+    with_minute_partials,
+    with_normalized_events,
+    with_order_state,
+    with_rollup,
+)
+from lakepulse.aggregations.state import MAX_PREP
+from lakepulse.catalog import get_catalog
+from spark_jobs.bronze import events_scope
+from spark_jobs.common import (
+    EVENTS,
+    GOLD_TABLES,
+    ORDERS,
+    Lake,
+    TimeRange,
+    batch_spark,
+    job_args,
+    merge_rows,
+    sql_list,
+    sql_ts,
+)
+
+PREP_LOOKBACK = timedelta(hours=int(MAX_PREP.split()[0]))
+# Orders live for hours: their state is rebuilt from every event of the order within this margin.
+ORDER_MARGIN = timedelta(days=1)
+
+
+def with_window_date(partials_df: DataFrame) -> DataFrame:
+    """Partial rows → plus `window_date` (UTC date of window_start, the partition column)."""
+    return partials_df.withColumn("window_date", F.to_date("window_start").cast("string"))
+
+
+def split_metrics(metrics: Sequence[str]) -> dict[str, list[str]]:
+    """Metric names (empty = all) → names per catalog source ("events", "prep_time")."""
+    catalog = get_catalog()
+    chosen = [catalog.metric(m) for m in metrics] if metrics else list(catalog.metrics)
+    by_source: dict[str, list[str]] = {}
+    for m in chosen:
+        by_source.setdefault(m.source, []).append(m.name)
+    return by_source
+
+
+def with_gold_minutes(events_df: DataFrame, rng: TimeRange) -> DataFrame:
+    """Normalized events (the range plus PREP_LOOKBACK before it) → minute partials of the range."""
+    in_range = (F.col("occurred_at") >= F.lit(rng.start)) & (F.col("occurred_at") < F.lit(rng.end))
+    parts = []
+    for source, names in split_metrics(rng.metrics).items():
+        if source == "events":
+            parts.append(with_minute_partials(events_df.filter(in_range), names, source))
+        elif source == "prep_time":
+            # Prep time lands at the ready minute; its confirmed event may precede the range.
+            prep_df = explode_prep_time_events(events_df).filter(in_range)
+            parts.append(with_minute_partials(prep_df, names, source))
+        else:
+            raise ValueError(f"no batch input for metric source {source!r}")
+    minutes_df = parts[0]
+    for part in parts[1:]:
+        minutes_df = minutes_df.unionByName(part)
+    return with_window_date(minutes_df)
+
+
+def partial_scope(rng: TimeRange, metrics: Sequence[str], alias: str | None = "t") -> str:
+    """SQL over a partial table selecting the range's windows (and metrics), partitions first."""
+    p = f"{alias}." if alias else ""
+    scope = (
+        f"{p}window_date IN ({sql_list(rng.dates())}) AND {p}window_start >= {sql_ts(rng.start)} "
+        f"AND {p}window_start < {sql_ts(rng.end)}"
+    )
+    return scope + (f" AND {p}metric IN ({sql_list(metrics)})" if metrics else "")
+
+
+def read_events(spark: SparkSession, lake: Lake, rng: TimeRange) -> DataFrame:
+    """Bronze rows of the range, parsed into the library's event columns, invalid rows dropped."""
+    events_df = spark.read.format("delta").load(lake.path(EVENTS)).where(events_scope(rng, None))
+    return filter_valid_events(with_normalized_events(events_df))
+
+
+def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, dict[str, int]]:
+    """Rebuild the range's minute rows, the hours and days they touch, and the orders seen in the range."""
+    results: dict[str, dict[str, int]] = {}
+    wide = TimeRange(rng.start - PREP_LOOKBACK, rng.end, rng.metrics)
+    events_df = read_events(spark, lake, wide).persist()
+    try:
+        minutes_df = with_gold_minutes(events_df, rng)
+        # Rows of the range that the source no longer produces (e.g. a corrected event) are deleted.
+        results["minute"] = merge_rows(
+            spark, minutes_df, GOLD_TABLES["minute"], lake.path(GOLD_TABLES["minute"]),
+            scope=partial_scope(rng, rng.metrics), delete_missing=True,
+        )
+        for grain in ("hour", "day"):
+            # Roll up from the minute table, so an hour/day is complete even if the range covers part of it.
+            whole = rng.widened(grain)
+            minute_df = (
+                spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"]))
+                .where(partial_scope(whole, rng.metrics, None))
+                .drop("window_date")
+            )
+            rolled_df = with_window_date(with_rollup(minute_df, grain))
+            spec = GOLD_TABLES[grain]
+            results[grain] = merge_rows(
+                spark, rolled_df, spec, lake.path(spec), scope=partial_scope(whole, rng.metrics),
+                delete_missing=True,
+            )
+        if not rng.metrics:
+            results["orders"] = run_orders(spark, lake, rng)
+    finally:
+        events_df.unpersist()
+    return results
+
+
+def run_orders(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, int]:
+    """Order history: the state of every order with an event in the range, from all its known events."""
+    around = TimeRange(rng.start - ORDER_MARGIN, rng.end + ORDER_MARGIN)
+    events_df = read_events(spark, lake, around).withColumn("_order_id", F.col("properties.order_id"))
+    in_range = (F.col("occurred_at") >= F.lit(rng.start)) & (F.col("occurred_at") < F.lit(rng.end))
+    touched_df = events_df.filter(in_range & F.col("_order_id").isNotNull()).select(
+        "tenant_id", "_order_id"
+    ).distinct()
+    order_events_df = events_df.join(touched_df, ["tenant_id", "_order_id"], "left_semi").drop("_order_id")
+    orders_df = with_order_state(order_events_df)
+    return merge_rows(spark, orders_df, ORDERS, lake.path(ORDERS))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """spark-submit entry point."""
+    rng, lake, _ = job_args(__doc__ or "", argv)
+    spark = batch_spark("lakepulse-gold")
+    try:
+        run(spark, lake, rng)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
