@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lakepulse import archive
 from lakepulse.generator.cli import generate
 from lakepulse.platform import stack
 
@@ -19,6 +20,7 @@ app = typer.Typer(help="lakepulse: real-time analytics on Kafka, Spark, Delta, P
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 app.command(help="Generate realistic marketplace traffic to the API, Kafka or an NDJSON file.")(generate)
+app.add_typer(archive.app, name="archive")
 
 OnlyOption = Annotated[
     list[str] | None,

@@ -15,6 +15,7 @@ from rich.table import Table
 from lakepulse.platform.components.airflow import Airflow
 from lakepulse.platform.components.apps import Apps
 from lakepulse.platform.components.base import Component, Context, Service
+from lakepulse.platform.components.connect_sink import RawSink
 from lakepulse.platform.components.kafka import Kafka
 from lakepulse.platform.components.minio import MinIO
 from lakepulse.platform.components.pinot import Pinot
@@ -29,7 +30,7 @@ console = Console(stderr=True)
 
 def components() -> list[Component]:
     """Every component, in bootstrap order (topics before the Pinot tables that read them)."""
-    return [MinIO(), Kafka(), Spark(), Pinot(), Trino(), Airflow(), Apps()]
+    return [MinIO(), Kafka(), RawSink(), Spark(), Pinot(), Trino(), Airflow(), Apps()]
 
 
 def context(settings: Settings | None = None) -> Context:
@@ -110,6 +111,8 @@ def up(ctx: Context, only: Iterable[str] | None = None) -> None:
     for comp in {c.name: c for c, _ in chosen}.values():
         with console.status(f"preparing {comp.name}"):
             comp.prepare(ctx)
+    pairs = all_services(ctx)  # again: a service's config may depend on what was just provisioned
+    chosen = [(c, s) for c, s in pairs if not wanted or s.name in wanted]
     sup = Supervisor(ctx)
     sup.render([svc for _, svc in pairs])
     sup.start_daemon()
@@ -154,13 +157,21 @@ def status(ctx: Context) -> list[ServiceState]:
     procs = sup.processes()
     rows = []
     extras: dict[str, dict[str, str]] = {}
+    # A service-less component (e.g. the raw-archive connector) reports on the row of the last service it needs.
+    riders: dict[str, list[Component]] = {}
+    for comp in components():
+        if comp.bootstrap_needs and not comp.services(ctx):
+            riders.setdefault(comp.bootstrap_needs[-1], []).append(comp)
     for comp, svc in all_services(ctx):
         info = procs.get(svc.name, {})
         state = info.get("statename", "STOPPED")
         ready = state == "RUNNING" and svc.ready()
         if ready and comp.name not in extras:
             extras[comp.name] = comp.status(ctx)
-        extra = extras.get(comp.name, {}) if ready else {}
+        extra = dict(extras.get(comp.name, {})) if ready else {}
+        if ready:
+            for rider in riders.get(svc.name, []):
+                extra.update(rider.status(ctx))
         rows.append(ServiceState(
             name=svc.name, state=state, ready=ready, url=svc.url, pid=int(info.get("pid") or 0),
             uptime=info.get("description", "") if state == "RUNNING" else "",

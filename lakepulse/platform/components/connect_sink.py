@@ -128,6 +128,7 @@ class RawSink(Component):
     """Builds the raw-archive connector plugin and registers the connector with the Connect worker."""
 
     name = "raw-archive"
+    bootstrap_needs = ("kafka", "minio", "connect")
 
     def plugin_dir(self, ctx: Context) -> Path:
         return ctx.cache / "connect-plugins" / PLUGIN_NAME

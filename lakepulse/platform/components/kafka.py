@@ -161,6 +161,11 @@ class Kafka(Component):
     def prepare(self, ctx: Context) -> None:
         self._format_storage(ctx, self._server_properties(ctx))
 
+    def plugins_fingerprint(self, ctx: Context) -> str:
+        """What is installed in plugin.path: part of Connect's environment, so a rebuilt plugin restarts it."""
+        markers = sorted((ctx.cache / "connect-plugins").glob("*/.provisioned"))
+        return ",".join(f"{m.parent.name}:{m.read_text().strip()}" for m in markers)
+
     def services(self, ctx: Context) -> list[Service]:
         s = ctx.settings
         server_properties = self._server_properties(ctx)
@@ -178,6 +183,8 @@ class Kafka(Component):
                 name="connect",
                 command=[*self._jvm(ctx, "1g", "connect"),
                          "org.apache.kafka.connect.cli.ConnectDistributed", str(worker)],
+                # Connect scans plugin.path only at start: supervisor restarts it when this changes.
+                env={"LAKEPULSE_CONNECT_PLUGINS": self.plugins_fingerprint(ctx)},
                 ready=lambda: http_ok(f"{s.kafka_connect_url}/connectors"),
                 url=s.kafka_connect_url,
                 order=20,
