@@ -51,6 +51,7 @@ class Monitor(Collector):
         self.lock = threading.Lock()
         self.progress: dict[str, dict[str, Any]] = {}
         self.progress_at: dict[str, float] = {}
+        self.idle_at: dict[str, float] = {}
         self.active: set[str] = set()
         self.failed: dict[str, str] = {}
         self.newest_received_at: float | None = None
@@ -70,6 +71,16 @@ class Monitor(Collector):
             self.progress_at[name] = time.time()
             self.active.add(name)
 
+    def on_started(self, name: str) -> None:
+        """A query started (or restarted from its checkpoint)."""
+        with self.lock:
+            self.active.add(name)
+
+    def on_idle(self, name: str) -> None:
+        """A trigger found no new data: the query is alive and caught up."""
+        with self.lock:
+            self.idle_at[name] = time.time()
+
     def on_terminated(self, name: str, exception: str | None) -> None:
         """A query stopped; readiness fails from now on."""
         with self.lock:
@@ -85,9 +96,9 @@ class Monitor(Collector):
 
     # Readiness ------------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when every expected query is active and has reported progress."""
+        """Ready when every expected query runs and has completed a trigger (a micro-batch or an idle one)."""
         with self.lock:
-            missing = sorted(self.expected - self.active)
+            missing = sorted(self.expected - (self.active & (set(self.progress) | set(self.idle_at))))
             body = {
                 "ready": not missing and not self.failed,
                 "queries": {n: {"active": n in self.active, "batch": self.progress.get(n, {}).get("batchId")}
@@ -109,7 +120,7 @@ class Monitor(Collector):
             "offsets_behind": GaugeMetricFamily(f"{PREFIX}_offsets_behind", "Stream lag: Kafka records "
                                                 "not yet read by the query", labels=["query"]),
             "batch_age": GaugeMetricFamily(f"{PREFIX}_last_progress_age_seconds", "Seconds since the "
-                                           "query's last completed micro-batch", labels=["query"]),
+                                           "query last completed a trigger", labels=["query"]),
             "duration": GaugeMetricFamily(f"{PREFIX}_batch_duration_seconds", "Wall time of the last "
                                           "micro-batch", labels=["query"]),
             "rate": GaugeMetricFamily(f"{PREFIX}_processed_rows_per_second", "Rows processed per second "
@@ -126,7 +137,8 @@ class Monitor(Collector):
                 if progress is None:
                     continue
                 gauges["offsets_behind"].add_metric([name], float(offsets_behind(progress)))
-                gauges["batch_age"].add_metric([name], now - self.progress_at[name])
+                last = max(self.progress_at[name], self.idle_at.get(name, 0.0))
+                gauges["batch_age"].add_metric([name], now - last)
                 duration_ms = (progress.get("durationMs") or {}).get("triggerExecution", 0)
                 gauges["duration"].add_metric([name], duration_ms / 1000)
                 gauges["rate"].add_metric([name], float(progress.get("processedRowsPerSecond") or 0.0))
@@ -154,13 +166,14 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's callback names
         self.names[str(event.id)] = event.name or str(event.id)
+        self.monitor.on_started(self.names[str(event.id)])
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         progress = json.loads(event.progress.json)
         self.monitor.on_progress(progress.get("name") or str(event.progress.id), progress)
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-        pass
+        self.monitor.on_idle(self.names.get(str(event.id), str(event.id)))
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
         self.monitor.on_terminated(self.names.get(str(event.id), str(event.id)), event.exception)

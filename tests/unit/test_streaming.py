@@ -90,3 +90,20 @@ def test_dlq_reasons_late_flag_and_prep_round_trip(spark) -> None:
     )
     back = with_parsed_prep(with_prep_records(prep_df).selectExpr("CAST(value AS BINARY) AS value"))
     assert back.collect() == prep_df.collect()
+
+
+def test_component_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakepulse.platform.components.base import Context
+    from lakepulse.platform.components.streaming import Streaming
+    from lakepulse.settings import Settings
+
+    monkeypatch.setenv("LAKEPULSE_STREAMING_METRICS_PORT", "1")  # nothing listens there
+    ctx = Context(settings=Settings(state_dir=tmp_path), repo=Path(__file__).resolve().parents[2])
+    job, alerts = Streaming().services(ctx)
+    assert (job.name, job.command[1:]) == ("streaming", ["-m", "streaming.job"])
+    assert job.env["LAKEPULSE_STREAMING_CHECKPOINT_DIR"] == str(tmp_path / "checkpoints" / "streaming")
+    assert (alerts.name, alerts.command[1:]) == ("alerts", ["-m", "lakepulse.alerts"])
+    assert not job.ready() and not alerts.ready()
+    (tmp_path / "alerts").mkdir()
+    (tmp_path / "alerts" / "heartbeat").touch()
+    assert alerts.ready()
