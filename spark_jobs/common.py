@@ -137,6 +137,12 @@ def parse_time(value: str) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def _flag(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value.lower() in ("true", "1", "yes")
+
+
 def job_args(description: str, argv: Sequence[str] | None = None) -> tuple[TimeRange, Lake, argparse.Namespace]:
     """Parse the arguments every job takes: --start --end [--metrics a,b] [--lake-root s3a://...]."""
     parser = argparse.ArgumentParser(description=description)
@@ -144,8 +150,8 @@ def job_args(description: str, argv: Sequence[str] | None = None) -> tuple[TimeR
     parser.add_argument("--end", required=True, help="exclusive, RFC 3339 (UTC if no zone)")
     parser.add_argument("--metrics", default="", help="comma-separated metric names (default: all)")
     parser.add_argument("--lake-root", default="", help="isolated lake prefix (default: the production lake)")
-    parser.add_argument("--skip-quality", action="store_true", help="backfill only: do not run the gate")
-    parser.add_argument("--no-reconcile", action="store_true", help="backfill only: do not repair Pinot")
+    parser.add_argument("--quality", type=_flag, default=True, help="backfill: run the gate (true/false)")
+    parser.add_argument("--reconcile", type=_flag, default=True, help="backfill: repair Pinot (true/false)")
     args = parser.parse_args(argv)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     rng = TimeRange(parse_time(args.start), parse_time(args.end), metrics)

@@ -1,0 +1,85 @@
+"""What the DAG files call: spark-submit tasks for spark_jobs/, and the seam step. No I/O at import."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+REPO = Path(__file__).resolve().parents[2]
+SPARK_CONN_ID = "lakepulse_spark"
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "lakepulse",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "execution_timeout": timedelta(hours=2),
+}
+# The range templates of a scheduled run; `lookback_hours` re-reads earlier hours for late arrivals.
+HOURLY_START = "{{ (data_interval_start - macros.timedelta(hours=params.lookback_hours)).isoformat() }}"
+HOURLY_END = "{{ data_interval_end.isoformat() }}"
+
+
+class LakepulseSparkSubmitOperator(SparkSubmitOperator):
+    """spark-submit of a spark_jobs/ script against the master and jars lakepulse's settings name."""
+
+    def execute(self, context: Any) -> None:
+        """Resolve master, jars and interpreter at run time (never at DAG parse time)."""
+        from lakepulse.platform.components.spark import spark_jars
+        from lakepulse.settings import get_settings
+
+        settings = get_settings()
+        # A connection given in the environment or the metadata DB wins; this is the local default.
+        # JSON form: a `spark://local[2]` URI would silently become `--master yarn`.
+        os.environ.setdefault(f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}",
+                              json.dumps({"conn_type": "spark", "host": settings.spark_master}))
+        self.jars = ",".join(str(j) for j in spark_jars(settings.cache_dir)) or None
+        self.env_vars = {
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+            **(self.env_vars or {}),
+        }
+        super().execute(context)
+
+
+def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> LakepulseSparkSubmitOperator:
+    """A task running `spark-submit spark_jobs/<job>.py <args>`."""
+    return LakepulseSparkSubmitOperator(
+        task_id=task_id,
+        application=str(REPO / "spark_jobs" / f"{job}.py"),
+        application_args=args,
+        conn_id=SPARK_CONN_ID,
+        name=f"lakepulse-{job}",
+        conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"},
+        verbose=False,
+        **kwargs,
+    )
+
+
+def range_args(start: str, end: str, extra: list[str] | None = None) -> list[str]:
+    """The command-line arguments of a range job."""
+    return ["--start", start, "--end", end, *(extra or [])]
+
+
+def advance_seam(start: str, end: str, lake_root: str = "") -> dict[str, Any]:
+    """Airflow callable: move the seam past [start, end) (after quality and reconcile succeeded)."""
+    from lakepulse.batch.seam import advance
+    from lakepulse.settings import get_settings
+    from spark_jobs.common import Lake, parse_time
+
+    settings = get_settings()
+    lake = Lake.from_settings(settings, lake_root or None)
+    return advance(settings, lake.seam_uri, lake.trino_schema, lake.delta_root, parse_time(start), parse_time(end))
+
+
+def pinot_retention() -> dict[str, Any]:
+    """Airflow callable: enforce the checked-in retention on Pinot's minute table."""
+    from lakepulse.batch.pinot import enforce_retention
+    from lakepulse.settings import get_settings
+
+    return enforce_retention(get_settings().pinot_controller_url)

@@ -1,0 +1,115 @@
+"""The seam T: stored as a small JSON object on S3, published as the literal in the Trino seam views."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from lakepulse.catalog import get_catalog
+from lakepulse.catalog.trino import DELTA_SCHEMA, render_view, trino_views
+from lakepulse.settings import Settings
+
+# Delta tables the batch layer registers in Trino's metastore (the seam view reads metrics_minute).
+TRINO_TABLES = ("events", "metrics_minute", "metrics_hour", "metrics_day", "orders")
+
+
+class SeamGapError(RuntimeError):
+    """The range does not start at or before the seam: hours between would be served unchecked."""
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """s3a://bucket/key or s3://bucket/key → (bucket, key)."""
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client on the configured endpoint."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        region_name=settings.s3_region,
+    )
+
+
+def read_seam(settings: Settings, uri: str) -> datetime | None:
+    """The stored seam, or None before the first advance."""
+    bucket, key = split_uri(uri)
+    client = s3_client(settings)
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+    return datetime.fromisoformat(json.loads(body)["seam"])
+
+
+def write_seam(settings: Settings, uri: str, seam: datetime, note: dict[str, Any]) -> None:
+    """Store the seam (one small object, replaced atomically by S3)."""
+    bucket, key = split_uri(uri)
+    body = {"seam": seam.astimezone(UTC).isoformat(), "advanced_at": datetime.now(UTC).isoformat(), **note}
+    s3_client(settings).put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(),
+                                   ContentType="application/json")
+
+
+def next_seam(current: datetime | None, start: datetime, end: datetime) -> datetime | None:
+    """Where the seam goes after [start, end) was rebuilt, checked and reconciled (None: stays)."""
+    if current is None or start <= current < end:
+        return end
+    if current >= end:
+        return None  # a rerun of history already behind the seam
+    raise SeamGapError(
+        f"seam is at {current.isoformat()} but the checked range starts at {start.isoformat()}: "
+        "rebuild [seam, start) first (backfill), the seam never skips unchecked hours"
+    )
+
+
+def view_statements(seam: datetime, schema: str = DELTA_SCHEMA) -> list[str]:
+    """The seam and metric views with the seam literal filled in, targeting `schema`."""
+    rendered = [render_view(sql, seam) for _, sql in sorted(trino_views(get_catalog()).items())]
+    if schema != DELTA_SCHEMA:
+        rendered = [sql.replace(f"{DELTA_SCHEMA}.", f"{schema}.") for sql in rendered]
+    return [sql.strip().rstrip(";") for sql in rendered]
+
+
+def to_s3(uri: str) -> str:
+    """Trino's spelling of an s3a:// location."""
+    return "s3://" + uri.split("://", 1)[1]
+
+
+def register_tables(settings: Settings, schema: str, delta_root: str) -> None:
+    """Register the batch layer's Delta tables in Trino's metastore (once; existing ones are kept)."""
+    from lakepulse.platform.components.trino import query
+
+    catalog, name = schema.split(".", 1)
+    if name not in {row[0] for row in query(settings, f"SHOW SCHEMAS FROM {catalog}", 120)}:
+        query(settings, f"CREATE SCHEMA IF NOT EXISTS {schema} WITH (location = '{to_s3(delta_root)}/')", 120)
+    present = {row[0] for row in query(settings, f"SHOW TABLES FROM {schema}", 120)}
+    for table in TRINO_TABLES:
+        if table not in present:
+            query(settings, f"CALL {catalog}.system.register_table(schema_name => '{name}', "
+                            f"table_name => '{table}', table_location => '{to_s3(delta_root)}/{table}')", 120)
+
+
+def advance(settings: Settings, seam_uri: str, schema: str, delta_root: str, start: datetime,
+            end: datetime) -> dict[str, Any]:
+    """Move the seam past [start, end): re-create the Trino views with the new literal, then store it."""
+    from lakepulse.platform.components.trino import query
+
+    current = read_seam(settings, seam_uri)
+    new = next_seam(current, start, end)
+    report: dict[str, Any] = {"previous": current.isoformat() if current else None, "range": [
+        start.isoformat(), end.isoformat()]}
+    if new is None:
+        return {**report, "seam": report["previous"], "moved": False}
+    register_tables(settings, schema, delta_root)
+    # Views first: if storing fails, the next run re-creates the same views; the store never runs ahead.
+    for sql in view_statements(new, schema):
+        query(settings, sql, 120)
+    write_seam(settings, seam_uri, new, {"range": report["range"]})
+    return {**report, "seam": new.isoformat(), "moved": True}
