@@ -17,6 +17,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from lakepulse.events import ORDER_STATUSES
+
 ITEM_SCHEMA = StructType(
     [
         StructField("item_id", StringType()),
@@ -101,15 +103,7 @@ ORDER_STATE_SCHEMA = StructType(
         StructField("status_at", TimestampType()),
         *[
             StructField(f"{s}_at", TimestampType())
-            for s in (
-                "placed",
-                "confirmed",
-                "in_kitchen",
-                "ready_for_pickup",
-                "picked_up",
-                "delivered",
-                "cancelled",
-            )
+            for s in ORDER_STATUSES
         ],
         StructField("amount", DoubleType()),
         StructField("currency", StringType()),

@@ -9,16 +9,7 @@ from __future__ import annotations
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-ORDER_STATUSES: tuple[str, ...] = (
-    "placed",
-    "confirmed",
-    "in_kitchen",
-    "ready_for_pickup",
-    "picked_up",
-    "delivered",
-    "cancelled",
-)
-COURIER_STATUSES: tuple[str, ...] = ("assigned", "arrived_at_restaurant", "picked_up", "delivered")
+from lakepulse.events import COURIER_STATUSES, ORDER_STATUSES  # the event contract's lifecycle order
 
 # Longest plausible prep; bounds the stream-stream join state (a pair further apart is not one order's prep).
 MAX_PREP = "6 hours"
