@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyspark.sql.functions as F
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
@@ -68,6 +68,18 @@ RAW_EVENT_SCHEMA = StructType(
 )
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in RAW_EVENT_SCHEMA.fields)
+TIME_COLUMNS: tuple[str, ...] = ("occurred_at", "received_at")
+
+# As JSON arrives: times stay text until rfc3339_timestamp reads them (from_json's own timestamp
+# parser refuses RFC 3339 forms the ingest contract accepts, e.g. a lowercase "t"/"z").
+WIRE_EVENT_SCHEMA = StructType(
+    [StructField(f.name, StringType()) if f.name in TIME_COLUMNS else f for f in RAW_EVENT_SCHEMA.fields]
+)
+
+
+def rfc3339_timestamp(text: Column) -> Column:
+    """RFC 3339 text (any case, "T" or space, Z or offset, up to ns) → UTC timestamp; null if unreadable."""
+    return F.upper(text).try_cast(TimestampType())
 
 DIMS_TYPE = MapType(StringType(), StringType())
 
@@ -132,9 +144,12 @@ COURIER_STATE_SCHEMA = StructType(
 
 def with_parsed_events(raw_df: DataFrame, value_col: str = "value") -> DataFrame:
     """Kafka-shaped rows (binary/string JSON in `value_col`) → one column per envelope field."""
-    parsed = F.from_json(F.col(value_col).cast("string"), RAW_EVENT_SCHEMA)
+    parsed = F.from_json(F.col(value_col).cast("string"), WIRE_EVENT_SCHEMA)
     return raw_df.select(parsed.alias("_event")).select(
-        *[F.col(f"_event.{c}").alias(c) for c in EVENT_COLUMNS]
+        *[
+            (rfc3339_timestamp(F.col(f"_event.{c}")) if c in TIME_COLUMNS else F.col(f"_event.{c}")).alias(c)
+            for c in EVENT_COLUMNS
+        ]
     )
 
 
@@ -153,6 +168,8 @@ def with_normalized_events(events_df: DataFrame) -> DataFrame:
             # A struct with other/extra fields (e.g. a Parquet landing): round-trip through JSON so that
             # missing fields become null and types coerce exactly as they would from Kafka.
             cols.append(F.from_json(F.to_json(F.col(name)), PROPERTIES_SCHEMA).alias(name))
+        elif name in TIME_COLUMNS and isinstance(types[name], StringType):
+            cols.append(rfc3339_timestamp(F.col(name)).alias(name))
         else:
             cols.append(F.col(name).cast(field.dataType).alias(name))
     return events_df.select(*cols)
