@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,18 +17,22 @@ from pyspark.sql.streaming import StreamingQueryListener
 PREFIX = "lakepulse_streaming"
 
 
-def offsets_behind(progress: dict[str, Any]) -> int:
-    """Records the query has not read yet: latest offset − end offset, summed over its Kafka sources."""
+def _offsets(value: Any) -> dict[str, dict[str, int]]:
+    return (json.loads(value) if isinstance(value, str) else value) or {}
+
+
+def offsets_behind(progress: dict[str, Any], log_end: Callable[[str, int], int | None] | None = None) -> int:
+    """Records the query has not read yet, summed over its Kafka sources: the log end now (when
+    `log_end(topic, partition)` is given) or else the latest offset the last micro-batch saw, minus the
+    offset that micro-batch read up to."""
     behind = 0
     for source in progress.get("sources", []):
-        latest, end = source.get("latestOffset"), source.get("endOffset")
-        if not latest or not end:
-            continue
-        latest = json.loads(latest) if isinstance(latest, str) else latest
-        end = json.loads(end) if isinstance(end, str) else end
-        for topic, partitions in latest.items():
+        latest, end = _offsets(source.get("latestOffset")), _offsets(source.get("endOffset"))
+        for topic, partitions in (latest or end).items():
             for partition, offset in partitions.items():
-                behind += max(0, int(offset) - int(end.get(topic, {}).get(partition, offset)))
+                now = log_end(topic, int(partition)) if log_end is not None else None
+                head = int(offset) if now is None else now
+                behind += max(0, head - int(end.get(topic, {}).get(partition, head)))
     return behind
 
 
@@ -45,8 +49,10 @@ def watermark_epoch(progress: dict[str, Any]) -> float | None:
 class Monitor(Collector):
     """Per-query progress (lag, watermark, batch timings), late/DLQ counters and readiness."""
 
-    def __init__(self, expected_queries: Iterable[str]) -> None:
+    def __init__(self, expected_queries: Iterable[str], bootstrap: str | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.bootstrap = bootstrap
+        self._consumer: Any = None
         self.expected = set(expected_queries)
         self.lock = threading.Lock()
         self.progress: dict[str, dict[str, Any]] = {}
@@ -94,9 +100,32 @@ class Monitor(Collector):
                 if self.newest_received_at is None or newest_received_at > self.newest_received_at:
                     self.newest_received_at = newest_received_at
 
+    def _log_end(self) -> Callable[[str, int], int | None] | None:
+        """Log-end offsets read from Kafka once per call site (None without a bootstrap)."""
+        if self.bootstrap is None:
+            return None
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "lakepulse-streaming-lag",
+                                       "enable.auto.commit": False})
+        cache: dict[tuple[str, int], int | None] = {}
+
+        def log_end(topic: str, partition: int) -> int | None:
+            if (topic, partition) not in cache:
+                try:
+                    cache[(topic, partition)] = self._consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=2)[1]
+                except KafkaException:
+                    cache[(topic, partition)] = None
+            return cache[(topic, partition)]
+
+        return log_end
+
     # Readiness ------------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Ready when every expected query runs and has completed a trigger (a micro-batch or an idle one)."""
+        log_end = self._log_end()
         with self.lock:
             missing = sorted(self.expected - (self.active & (set(self.progress) | set(self.idle_at))))
             body = {
@@ -104,7 +133,7 @@ class Monitor(Collector):
                 "queries": {n: {"active": n in self.active, "batch": self.progress.get(n, {}).get("batchId")}
                             for n in sorted(self.expected)},
                 "failed": self.failed,
-                "offsets_behind": sum(offsets_behind(p) for p in self.progress.values()),
+                "offsets_behind": sum(offsets_behind(p, log_end) for p in self.progress.values()),
                 "freshness_s": None if self.newest_received_at is None
                 else round(time.time() - self.newest_received_at, 1),
             }
@@ -130,13 +159,14 @@ class Monitor(Collector):
             "active": GaugeMetricFamily(f"{PREFIX}_query_active", "1 while the query runs",
                                         labels=["query"]),
         }
+        log_end = self._log_end()
         with self.lock:
             for name in sorted(self.expected):
                 gauges["active"].add_metric([name], 1.0 if name in self.active else 0.0)
                 progress = self.progress.get(name)
                 if progress is None:
                     continue
-                gauges["offsets_behind"].add_metric([name], float(offsets_behind(progress)))
+                gauges["offsets_behind"].add_metric([name], float(offsets_behind(progress, log_end)))
                 last = max(self.progress_at[name], self.idle_at.get(name, 0.0))
                 gauges["batch_age"].add_metric([name], now - last)
                 duration_ms = (progress.get("durationMs") or {}).get("triggerExecution", 0)

@@ -10,6 +10,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
 from lakepulse.aggregations import RAW_EVENT_SCHEMA
+from lakepulse.aggregations import schema as event_schema
 from lakepulse.aggregations.schema import EVENT_COLUMNS
 
 # Rows of explode_prep_time_events as they travel through the intermediate topic.
@@ -27,12 +28,19 @@ PREP_KEY: tuple[str, ...] = ("tenant_id", "order_id", "confirmed_at", "occurred_
 
 
 def with_events_and_raw(kafka_df: DataFrame) -> DataFrame:
-    """Kafka rows → the envelope columns (RAW_EVENT_SCHEMA) plus `raw`, the message value as text."""
+    """Kafka rows → the envelope columns exactly as aggregations.with_parsed_events gives them, plus `raw`
+    (the message value as text, which with_parsed_events does not keep and dead letters need)."""
+    # The library's wire schema and time parser when it has them (times as RFC 3339 text), else its
+    # original from_json parse; tests/unit/test_streaming.py checks both parses agree.
+    wire = getattr(event_schema, "WIRE_EVENT_SCHEMA", RAW_EVENT_SCHEMA)
+    time_columns = getattr(event_schema, "TIME_COLUMNS", ())
+    parse_time = getattr(event_schema, "rfc3339_timestamp", None)
     raw = F.col("value").cast("string")
-    # Same parse as aggregations.with_parsed_events, keeping the raw text for dead letters.
-    return kafka_df.select(raw.alias("raw"), F.from_json(raw, RAW_EVENT_SCHEMA).alias("_event")).select(
-        "raw", *[F.col(f"_event.{c}").alias(c) for c in EVENT_COLUMNS]
-    )
+    columns = [
+        parse_time(F.col(f"_event.{c}")).alias(c) if parse_time and c in time_columns else F.col(f"_event.{c}")
+        for c in EVENT_COLUMNS
+    ]
+    return kafka_df.select(raw.alias("raw"), F.from_json(raw, wire).alias("_event")).select("raw", *columns)
 
 
 def dlq_reason() -> Column:
@@ -88,17 +96,11 @@ def with_late_records(late_df: DataFrame, threshold: datetime) -> DataFrame:
     return late_df.select(F.col("tenant_id").alias("key"), F.to_json(value).alias("value"))
 
 
-def with_late_counts(late_df: DataFrame) -> DataFrame:
-    """Late events → one row per (tenant_id, source) with `late` (the count)."""
-    return late_df.groupBy("tenant_id", F.coalesce("source", F.lit("")).alias("source")).agg(
-        F.count(F.lit(1)).alias("late")
-    )
-
-
-def with_batch_summary(valid_df: DataFrame) -> DataFrame:
-    """Valid events of a micro-batch → one row: count, max event time and max received_at (epoch µs,
-    so collecting does not depend on the Python process's time zone)."""
-    return valid_df.agg(
+def with_batch_summary(events_df: DataFrame) -> DataFrame:
+    """Events with `dlq_reason` and `is_late` → one row per (dlq_reason, is_late, tenant_id, source):
+    `events`, and the max event time and received_at (epoch µs, so collecting does not depend on the
+    Python process's time zone)."""
+    return events_df.groupBy("dlq_reason", "is_late", "tenant_id", "source").agg(
         F.count(F.lit(1)).alias("events"),
         F.max(F.unix_micros("occurred_at")).alias("max_occurred_us"),
         F.max(F.unix_micros("received_at")).alias("max_received_us"),

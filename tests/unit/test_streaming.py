@@ -107,3 +107,18 @@ def test_component_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (tmp_path / "alerts").mkdir()
     (tmp_path / "alerts" / "heartbeat").touch()
     assert alerts.ready()
+
+
+@pytest.mark.spark
+def test_raw_keeping_parse_equals_the_library_parse(spark) -> None:
+    from pyspark.sql import Row
+
+    from lakepulse.aggregations import with_parsed_events
+    from streaming.transforms import with_events_and_raw
+
+    base = {"event_id": "e1", "tenant_id": "t1", "event_type": "page_view", "source": "s",
+            "properties": {"user_id": "u", "items": [{"item_id": "i", "quantity": "2"}]}}
+    times = ["2026-05-01T12:00:00Z", "2026-05-01t12:00:00.123456z", "2026-05-01T14:00:00+02:00", "noon"]
+    values = [json.dumps({**base, "occurred_at": t, "received_at": t}) for t in times] + ["{bad", "[1, 2]"]
+    kafka_df = spark.createDataFrame([Row(value=v.encode()) for v in values])
+    assert with_events_and_raw(kafka_df).drop("raw").collect() == with_parsed_events(kafka_df).collect()
