@@ -158,12 +158,19 @@ def job_args(description: str, argv: Sequence[str] | None = None) -> tuple[TimeR
     return rng, Lake.from_settings(get_settings(), args.lake_root or None), args
 
 
+# Delta replays its log with 50 tasks by default: on a small machine that dominates small jobs.
+BATCH_CONF = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
 def batch_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     """The Spark session of a batch job (few shuffle partitions: one range is small per task)."""
     from lakepulse.spark_session import build_spark
 
-    spark = build_spark(app_name, settings, **{"spark.sql.shuffle.partitions": "4",
-                                               "spark.ui.showConsoleProgress": "false"})
+    spark = build_spark(app_name, settings, **BATCH_CONF)
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

@@ -145,6 +145,7 @@ def eventually_equal(settings: Settings, rng: TimeRange, prefix: str, expected: 
 @pytest.fixture(scope="module")
 def batch(spark: Any, settings: Settings) -> Iterator[dict[str, Any]]:
     """One hour of generated traffic (late and duplicate sends) landed in an isolated archive."""
+    spark.conf.set("spark.databricks.delta.snapshotPartitions", "2")  # small tables: few log-replay tasks
     rid = uuid.uuid4().hex[:8]
     lake = isolated_lake(settings, rid)
     start = hour_in_pinot_retention()
