@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     pinot_controller_url: str = "http://127.0.0.1:9000"
     pinot_broker_url: str = "http://127.0.0.1:8099"
     pinot_server_port: int = 8098
+    pinot_server_admin_port: int = 8097  # the server's REST API (health, segment download)
     pinot_grpc_port: int = 8090
     pinot_zk_port: int = 2181
 

@@ -26,7 +26,6 @@ from lakepulse.platform.maven import Dependency, copy_dependencies
 from lakepulse.platform.versions import pin
 
 CLUSTER_NAME = "lakepulse"
-SERVER_ADMIN_PORT = 8097  # the server's REST port (health, segment download); not in settings
 PINOT_HEAP = "3g"  # controller + broker + server share one JVM (idle RSS is about 0.6 GB)
 ZK_HEAP = "256m"
 
@@ -254,7 +253,7 @@ class Pinot(Component):
             "pinot.server.grpc.enable": "false",
             "pinot.server.adminapi.access.protocols": "http",
             "pinot.server.adminapi.access.protocols.http.host": host,
-            "pinot.server.adminapi.access.protocols.http.port": SERVER_ADMIN_PORT,
+            "pinot.server.adminapi.access.protocols.http.port": s.pinot_server_admin_port,
             "pinot.server.instance.dataDir": data / "server" / "index",
             "pinot.server.instance.segmentTarDir": data / "server" / "segmentTar",
             "pinot.server.instance.readMode": "mmap",
@@ -269,7 +268,7 @@ class Pinot(Component):
         answers SQL on every existing table (after a restart segments take a while to come online)."""
         s = ctx.settings
         if not (http_ok(f"{s.pinot_controller_url}/health") and http_ok(f"{s.pinot_broker_url}/health")
-                and http_ok(f"http://{s.bind_host}:{SERVER_ADMIN_PORT}/health")):
+                and http_ok(f"http://{s.bind_host}:{s.pinot_server_admin_port}/health")):
             return False
         try:
             instances = httpx.get(f"{s.pinot_controller_url}/instances", timeout=3).json()["instances"]
