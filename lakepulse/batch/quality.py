@@ -29,13 +29,19 @@ class Outcome:
 
     def line(self) -> str:
         """`FAIL bronze expect_...(column=amount, min_value=0): 3 unexpected, e.g. [-5.0]`."""
-        args = ", ".join(f"{k}={v}" for k, v in self.kwargs.items() if k not in ("batch_id",))
+        args = ", ".join(f"{k}={v}" for k, v in self.kwargs.items() if not _default_kwarg(k, v))
         detail = ""
         if self.unexpected_count:
             detail = f": {self.unexpected_count} unexpected, e.g. {self.examples[:5]}"
         elif self.observed is not None:
             detail = f": observed {self.observed}"
         return f"{'ok  ' if self.success else 'FAIL'} {self.dataset:<8} {self.expectation}({args}){detail}"
+
+
+def _default_kwarg(key: str, value: Any) -> bool:
+    # Keep the report to what the check was about: drop bookkeeping and default-valued options.
+    return key in ("batch_id", "result_format", "catch_exceptions", "meta") or value is False or (
+        key == "mostly" and value == 1)
 
 
 def _expectations(kind: str, params: dict[str, Any]) -> list[Any]:

@@ -250,8 +250,10 @@ def test_broken_input_fails_the_gate_and_leaves_the_seam(spark: Any, settings: S
 
     text = str(failed.value)
     assert text.startswith("quality gate FAILED")
-    assert "FAIL bronze   expect_column_values_to_be_between(column=amount, min_value=0): 1 unexpected" in text
-    assert "-42.5" in text
+    failures = [line for line in text.splitlines() if line.startswith("FAIL")]
+    assert len(failures) == 1, text
+    assert failures[0].startswith("FAIL bronze   expect_column_values_to_be_between(column=amount")
+    assert failures[0].endswith(": 1 unexpected, e.g. [-42.5]"), failures[0]
     assert read_seam(settings, lake.seam_uri) == rng.start
 
 
@@ -265,10 +267,11 @@ def test_backfill_through_airflow_rest_rebuilds_a_past_range(spark: Any, setting
 
     lake, rng = batch["lake"], batch["range"]
     expected = recount(batch["rows"])
-    # Lose part of history: every minute of the range's first half hour.
-    DeltaTable.forPath(spark, lake.path(GOLD_TABLES["minute"])).delete(
-        F.col("window_start") < F.lit(rng.start + timedelta(minutes=30)))
-    assert same(expected, delta_minutes(spark, lake, RECOUNTED)) != []
+    minute_path = lake.path(GOLD_TABLES["minute"])
+    if DeltaTable.isDeltaTable(spark, minute_path):  # built by the hourly test when the module runs whole
+        # Lose part of history: every minute of the range's first half hour.
+        DeltaTable.forPath(spark, minute_path).delete(F.col("window_start") < F.lit(rng.start + timedelta(minutes=30)))
+        assert same(expected, delta_minutes(spark, lake, RECOUNTED)) != []
 
     api = AirflowApi.login(settings.airflow_url, settings.airflow_user, airflow_password(ctx))
     api.wait_for_dag("lakepulse_backfill")
