@@ -24,6 +24,8 @@ class StreamingSettings(BaseSettings):
     checkpoint_dir: Path | None = None
     # Intermediate topic between the prep-time join and its minute aggregation (created by the job).
     topic_prep: str = "events.prep"
+    # Intermediate topic: events deduplicated by event_id within the watermark (input of the minute query).
+    topic_deduped: str = "events.deduped"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 8011
     # Java heap of the driver (local mode: the whole Spark app).

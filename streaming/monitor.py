@@ -210,12 +210,16 @@ class ProgressListener(StreamingQueryListener):
 
 
 def serve(monitor: Monitor, host: str, port: int) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz in a daemon thread."""
+    """Serve /metrics, /healthz and /progress (the last progress of each query) in a daemon thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if self.path.startswith("/metrics"):
                 body, status, kind = monitor.exposition(), 200, "text/plain; version=0.0.4"
+            elif self.path.startswith("/progress"):
+                with monitor.lock:
+                    body = json.dumps(monitor.progress, indent=1).encode()
+                status, kind = 200, "application/json"
             elif self.path.startswith("/healthz"):
                 ok, info = monitor.health()
                 body, status, kind = json.dumps(info).encode(), 200 if ok else 503, "application/json"

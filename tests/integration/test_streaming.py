@@ -2,7 +2,7 @@
 compared with an independent recount in plain Python.
 
 Isolation: the test runs its own job process on a private input topic (`it-<id>.raw`, plus private DLQ,
-late and prep topics) with its own checkpoint and metrics port, and writes to the real `metrics.minute` /
+late, prep and dedup topics) with its own checkpoint and metrics port, and writes to the real `metrics.minute` /
 `orders.live` topics that Pinot consumes. Its tenants carry the run id, so the stack's own streaming job
 (which never reads the private topic) and this test cannot touch each other's rows.
 
@@ -229,6 +229,7 @@ class Job:
             "LAKEPULSE_TOPIC_EVENTS_DLQ": f"{self.run}.dlq",
             "LAKEPULSE_TOPIC_EVENTS_LATE": f"{self.run}.late",
             "LAKEPULSE_STREAMING_TOPIC_PREP": f"{self.run}.prep",
+            "LAKEPULSE_STREAMING_TOPIC_DEDUPED": f"{self.run}.deduped",
             "LAKEPULSE_STREAMING_CHECKPOINT_DIR": str(self.workdir / "checkpoints"),
             "LAKEPULSE_STREAMING_STARTING_OFFSETS": "earliest",
             "LAKEPULSE_STREAMING_WATERMARK": f"{WATERMARK_S} seconds",
