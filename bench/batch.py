@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 import uuid
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--quality", action="store_true", help="also time the quality gate")
     parser.add_argument("--append", type=Path, default=None, help="append the result to this markdown file")
     args = parser.parse_args()
+    # local[2] runs every task in the driver JVM; the default 1 GB heap is too small for a day of events.
+    os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 6g pyspark-shell")
     settings = get_settings()
     lake = Lake.from_settings(settings, f"s3a://{settings.s3_bucket}/tmp/bench_batch_{uuid.uuid4().hex[:8]}")
     spark = batch_spark("lakepulse-bench-batch")

@@ -92,32 +92,30 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, dict[str, 
     """Rebuild the range's minute rows, the hours and days they touch, and the orders seen in the range."""
     results: dict[str, dict[str, int]] = {}
     wide = TimeRange(rng.start - PREP_LOOKBACK, rng.end, rng.metrics)
-    events_df = read_events(spark, lake, wide).persist()
-    try:
-        minutes_df = with_gold_minutes(events_df, rng)
-        # Rows of the range that the source no longer produces (e.g. a corrected event) are deleted.
-        results["minute"] = merge_rows(
-            spark, minutes_df, GOLD_TABLES["minute"], lake.path(GOLD_TABLES["minute"]),
-            scope=partial_scope(rng, rng.metrics), delete_missing=True,
+    # Not cached: a day of parsed events does not fit a small driver, and Delta re-reads are cheap.
+    events_df = read_events(spark, lake, wide)
+    minutes_df = with_gold_minutes(events_df, rng)
+    # Rows of the range that the source no longer produces (e.g. a corrected event) are deleted.
+    results["minute"] = merge_rows(
+        spark, minutes_df, GOLD_TABLES["minute"], lake.path(GOLD_TABLES["minute"]),
+        scope=partial_scope(rng, rng.metrics), delete_missing=True,
+    )
+    for grain in ("hour", "day"):
+        # Roll up from the minute table, so an hour/day is complete even if the range covers part of it.
+        whole = rng.widened(grain)
+        minute_df = (
+            spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"]))
+            .where(partial_scope(whole, rng.metrics, None))
+            .drop("window_date")
         )
-        for grain in ("hour", "day"):
-            # Roll up from the minute table, so an hour/day is complete even if the range covers part of it.
-            whole = rng.widened(grain)
-            minute_df = (
-                spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"]))
-                .where(partial_scope(whole, rng.metrics, None))
-                .drop("window_date")
-            )
-            rolled_df = with_window_date(with_rollup(minute_df, grain))
-            spec = GOLD_TABLES[grain]
-            results[grain] = merge_rows(
-                spark, rolled_df, spec, lake.path(spec), scope=partial_scope(whole, rng.metrics),
-                delete_missing=True,
-            )
-        if not rng.metrics:
-            results["orders"] = run_orders(spark, lake, rng)
-    finally:
-        events_df.unpersist()
+        rolled_df = with_window_date(with_rollup(minute_df, grain))
+        spec = GOLD_TABLES[grain]
+        results[grain] = merge_rows(
+            spark, rolled_df, spec, lake.path(spec), scope=partial_scope(whole, rng.metrics),
+            delete_missing=True,
+        )
+    if not rng.metrics:
+        results["orders"] = run_orders(spark, lake, rng)
     return results
 
 

@@ -56,6 +56,8 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> Lakepul
         conn_id=SPARK_CONN_ID,
         name=f"lakepulse-{job}",
         conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"},
+        # In local mode the driver runs the tasks: give it room for a day-sized range.
+        driver_memory="4g",
         verbose=False,
         **kwargs,
     )

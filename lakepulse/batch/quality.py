@@ -94,13 +94,16 @@ def validate(frames: dict[str, DataFrame], params: dict[str, Any]) -> list[Outco
         result = definition.run(batch_parameters={"dataframe": df})
         for r in result.results:
             res = r.result or {}
+            config = r.expectation_config
+            if config is None:  # only absent for results built by hand
+                continue
             unexpected = res.get("partial_unexpected_list") or []
             if not unexpected and res.get("partial_unexpected_index_list"):
                 unexpected = res["partial_unexpected_index_list"]
             outcomes.append(Outcome(
                 dataset=name,
-                expectation=r.expectation_config.type,
-                kwargs={k: v for k, v in r.expectation_config.kwargs.items() if v is not None},
+                expectation=config.type,
+                kwargs={k: v for k, v in config.kwargs.items() if v is not None},
                 success=bool(r.success),
                 observed=res.get("observed_value"),
                 unexpected_count=res.get("unexpected_count"),
