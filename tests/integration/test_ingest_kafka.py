@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from ingest_fixtures import read_topic, start_ingest_server, topics
+from tests.integration.ingest_fixtures import read_topic, start_ingest_server, topics
 
 from lakepulse.events import SERVER_FIELDS
 from lakepulse.generator.scenario import GeneratorConfig, generate_events

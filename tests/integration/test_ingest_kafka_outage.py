@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from ingest_fixtures import ThrowawayKafka, read_topic, start_ingest_server, topics, wait_until
+from tests.integration.ingest_fixtures import ThrowawayKafka, read_topic, start_ingest_server, topics, wait_until
 
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.sdk import IngestClient

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from ingest_fixtures import topics
+from tests.integration.ingest_fixtures import topics
 
 from lakepulse.ingest.app import create_app
 from lakepulse.settings import get_settings
