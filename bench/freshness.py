@@ -172,15 +172,18 @@ def run_rate(settings: Settings, rate: int, duration: float, probe_interval: flo
     }
 
 
-def warm_up(settings: Settings, metrics_url: str, timeout_s: float = 600.0) -> float:
-    """Send 10 s of load and wait until the minute query has read all of it: every query's first
-    micro-batch with data compiles its plan (tens of seconds on this machine), which is not freshness."""
+def warm_up(settings: Settings, timeout_s: float = 600.0) -> float:
+    """Send 10 s of load plus probes until a probe is visible in Pinot: every query's first micro-batch
+    with data compiles its plan (tens of seconds on this machine), which is not freshness."""
     started = time.monotonic()
-    load(settings, 500, 10, f"bench-warm-{uuid.uuid4().hex[:6]}", threading.Event())
-    while time.monotonic() - started < timeout_s:
-        if offsets_behind(metrics_url) == 0:
-            break
+    probes = Probes(settings, f"bench-warm-{uuid.uuid4().hex[:6]}")
+    load(settings, 500, 10, f"{probes.prefix}-load", threading.Event())
+    n = 0
+    while not probes.seen and time.monotonic() - started < timeout_s:
+        probes.send(n)
+        n += 1
         time.sleep(2)
+        probes.poll()
     time.sleep(10)  # the later queries (prep) compile on their first data too
     return time.monotonic() - started
 
@@ -225,7 +228,7 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
         proc, metrics_url = start_job(workdir)
         print(f"started a streaming job (log {workdir / 'job.log'})", file=sys.stderr)
-    print(f"warm-up took {warm_up(settings, metrics_url):.0f}s", file=sys.stderr)
+    print(f"warm-up took {warm_up(settings):.0f}s", file=sys.stderr)
     try:
         for rate in (int(r) for r in args.rates.split(",")):
             print(json.dumps(run_rate(settings, rate, args.duration, args.probe_interval, metrics_url)),

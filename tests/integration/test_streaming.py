@@ -325,6 +325,13 @@ class SpeedRun:
         for future in admin.create_topics([NewTopic(f"{self.run}.raw", 6, 1)]).values():
             future.result()
 
+    def delete_topics(self) -> None:
+        """Drop the private topics (the rows in Pinot stay: they are keyed by this run's tenants)."""
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{self.run}.")]
+        for future in admin.delete_topics(mine, operation_timeout=30).values() if mine else []:
+            future.result()
+
     def send(self, events: list[dict[str, Any]]) -> None:
         produce(self.settings, f"{self.run}.raw", event_records(events))
 
@@ -380,6 +387,7 @@ def speed(kafka_and_pinot: Context, settings: Settings, tmp_path_factory: pytest
         yield run
     finally:
         run.job.stop()
+        run.delete_topics()
 
 
 @pytest.fixture(scope="module")

@@ -138,10 +138,12 @@ def test_alert_fires_once_per_breach_and_resolves(stack, settings: Settings, tmp
     finally:
         stop.set()
         worker.join(30)
+    on_topic = topic_values(settings, private.topic_alerts)
+    for future in admin.delete_topics([private.topic_metrics_minute, private.topic_alerts]).values():
+        future.result()
 
     assert [(a["status"], a["value"]) for a in receiver.accepted] == [("firing", 6.0), ("resolved", 2.0)]
     assert len(receiver.attempts) == 3  # the refused first delivery was retried once
     assert accepted[0]["key"] == accepted[1]["key"] == accepted[0]["id"]
-    on_topic = topic_values(settings, private.topic_alerts)
     assert [(e["status"], e["tenant_id"], e["rule_id"]) for e in on_topic] == [
         ("firing", tenant, "rush"), ("resolved", tenant, "rush")]
