@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka", "connect", "mi
 
 CONNECT_RESTART_TIMEOUT_S = 240
 # The connector's flush interval, plus the worker's poll/commit granularity, plus upload time.
-ARCHIVE_TIMEOUT_S = 180
+ARCHIVE_TIMEOUT_S = 300
 
 
 @pytest.fixture
