@@ -37,12 +37,15 @@ def provision(only: Annotated[list[str] | None, typer.Option(help="Only these co
 
 
 @app.command()
-def up(only: OnlyOption = None) -> None:
+def up(
+    only: OnlyOption = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Start all services but these.")] = None,
+) -> None:
     """Provision, start and bootstrap the stack; returns once every service answers a real request."""
     started = time.monotonic()
     ctx = stack.context()
     try:
-        stack.up(ctx, only)
+        stack.up(ctx, only, skip)
     except (stack.ServiceFailed, TimeoutError, RuntimeError, ValueError) as exc:
         console.print(f"[red]lakepulse up failed:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -20,6 +20,7 @@ from lakepulse.platform.components.kafka import Kafka
 from lakepulse.platform.components.minio import MinIO
 from lakepulse.platform.components.pinot import Pinot
 from lakepulse.platform.components.spark import Spark
+from lakepulse.platform.components.streaming import Streaming
 from lakepulse.platform.components.trino import Trino
 from lakepulse.platform.supervisor import Supervisor
 from lakepulse.settings import Settings, get_settings
@@ -30,7 +31,7 @@ console = Console(stderr=True)
 
 def components() -> list[Component]:
     """Every component, in bootstrap order (topics before the Pinot tables that read them)."""
-    return [MinIO(), Kafka(), RawSink(), Spark(), Pinot(), Trino(), Airflow(), Apps()]
+    return [MinIO(), Kafka(), RawSink(), Spark(), Pinot(), Trino(), Airflow(), Apps(), Streaming()]
 
 
 def context(settings: Settings | None = None) -> Context:
@@ -95,14 +96,16 @@ def _wait_ready(ctx: Context, sup: Supervisor, services: list[Service]) -> None:
             time.sleep(1)
 
 
-def up(ctx: Context, only: Iterable[str] | None = None) -> None:
-    """Provision, start and bootstrap the stack (or only the named services); returns when all answer."""
-    wanted = set(only or [])
+def up(ctx: Context, only: Iterable[str] | None = None, skip: Iterable[str] | None = None) -> None:
+    """Provision, start and bootstrap the stack (or only the named services, or all but `skip`);
+    returns when every started service answers."""
     pairs = all_services(ctx)
-    unknown = wanted - {svc.name for _, svc in pairs}
+    names = {svc.name for _, svc in pairs}
+    unknown = (set(only or []) | set(skip or [])) - names
     if unknown:
         raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {[s.name for _, s in pairs]}")
-    chosen = [(c, s) for c, s in pairs if not wanted or s.name in wanted]
+    wanted = (set(only or []) or names) - set(skip or [])
+    chosen = [(c, s) for c, s in pairs if s.name in wanted]
     with_services = {c.name for c, _ in pairs}
     # Service-less components (jars, plugins) are provisioned on every run: a no-op once done, and
     # plugins must be in place before the processes that load them start.
@@ -112,7 +115,7 @@ def up(ctx: Context, only: Iterable[str] | None = None) -> None:
         with console.status(f"preparing {comp.name}"):
             comp.prepare(ctx)
     pairs = all_services(ctx)  # again: a service's config may depend on what was just provisioned
-    chosen = [(c, s) for c, s in pairs if not wanted or s.name in wanted]
+    chosen = [(c, s) for c, s in pairs if s.name in wanted]
     sup = Supervisor(ctx)
     sup.render([svc for _, svc in pairs])
     sup.start_daemon()

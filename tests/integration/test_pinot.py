@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 
 from lakepulse.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka", "pinot")]
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 90  # consuming segments are queryable within seconds; JVMs on 2 shared cores are slow
