@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from lakepulse import archive
+from lakepulse.batch_cli import backfill
 from lakepulse.generator.cli import generate
 from lakepulse.platform import stack
 
@@ -21,6 +22,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 app.command(help="Generate realistic marketplace traffic to the API, Kafka or an NDJSON file.")(generate)
 app.add_typer(archive.app, name="archive")
+app.command(help="Rebuild a past range of history through Airflow's backfill DAG and follow it.")(backfill)
 
 OnlyOption = Annotated[
     list[str] | None,
