@@ -107,8 +107,13 @@ def hours(start: datetime, end: datetime) -> Iterator[datetime]:
 
 
 def dataset(settings: Settings, prefix: str = RAW_PREFIX) -> ds.Dataset:
-    """The whole archive as a pyarrow dataset (hive partitions event_date, event_hour)."""
-    return ds.dataset(root(settings, prefix), filesystem=filesystem(settings), format="parquet",
+    """The whole archive as a pyarrow dataset (hive partitions event_date, event_hour); empty before the
+    sink's first flush (the prefix does not exist yet), not an error."""
+    s3 = filesystem(settings)
+    if s3.get_file_info(root(settings, prefix)).type == fs.FileType.NotFound:
+        partition_fields = [f for f in PARTITIONING.schema if f.name not in RAW_SCHEMA.names]
+        return ds.dataset(pa.schema([*RAW_SCHEMA, *partition_fields]).empty_table())
+    return ds.dataset(root(settings, prefix), filesystem=s3, format="parquet",
                       partitioning=PARTITIONING, schema=RAW_SCHEMA)
 
 

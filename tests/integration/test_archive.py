@@ -192,3 +192,12 @@ def test_kill_9_of_the_connect_worker_loses_nothing(stack: Context, settings: Se
     replayed = rows.num_rows - sum(expected.values())
     print(f"\narchive after kill -9: {rows.num_rows} rows for {sum(expected.values())} records sent, "
           f"{replayed} written twice by the replay, {unique.num_rows} unique events")
+
+
+@pytest.mark.needs("minio")
+def test_an_archive_not_yet_flushed_reads_as_empty(stack: Context, settings: Settings, run_id: str) -> None:
+    prefix = f"tests/{run_id}/never-written"
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert archive.read_events(settings, start, start + timedelta(hours=2), prefix=prefix).num_rows == 0
+    assert archive.count_events(settings, start, start + timedelta(hours=2), prefix=prefix).rows == 0
+    assert archive.partitions(settings, prefix) == []
