@@ -71,17 +71,10 @@ def next_seam(current: datetime | None, start: datetime, end: datetime) -> datet
 
 def view_statements(seam: datetime, schema: str = DELTA_SCHEMA) -> list[str]:
     """The seam and metric views with the seam literal filled in, targeting `schema`."""
-    rendered = [_fit_pinot_dims(render_view(sql, seam)) for _, sql in sorted(trino_views(get_catalog()).items())]
+    rendered = [render_view(sql, seam) for _, sql in sorted(trino_views(get_catalog()).items())]
     if schema != DELTA_SCHEMA:
         rendered = [sql.replace(f"{DELTA_SCHEMA}.", f"{schema}.") for sql in rendered]
     return [sql.strip().rstrip(";") for sql in rendered]
-
-
-def _fit_pinot_dims(sql: str) -> str:
-    # Trino maps Pinot's JSON column to `json` while the Delta branch yields varchar: the generated
-    # UNION fails with TYPE_MISMATCH. Until lakepulse.catalog.trino renders it, format it here.
-    pinot_dims = "    tenant_id, metric, dims_key, dims,\n"
-    return sql.replace(pinot_dims, pinot_dims.replace(" dims,", " json_format(dims) AS dims,"))
 
 
 def to_s3(uri: str) -> str:

@@ -35,7 +35,8 @@ def seam_view() -> str:
         f"WHERE window_start < from_iso8601_timestamp('{SEAM_PLACEHOLDER}Z')\n"
         "UNION ALL\n"
         "SELECT\n"
-        "    tenant_id, metric, dims_key, dims,\n"
+        # Trino reads Pinot's dims as `json`; the Delta branch is varchar: format both the same way.
+        "    tenant_id, metric, dims_key, json_format(dims) AS dims,\n"
         "    CAST(window_start AS timestamp(3)) AS window_start,\n"
         "    CAST(window_end AS timestamp(3)) AS window_end,\n"
         '    "count", "sum", "min", "max", CAST(json_parse(buckets) AS array(bigint)) AS buckets,\n'

@@ -12,7 +12,7 @@ FROM delta.lakepulse.metrics_minute
 WHERE window_start < from_iso8601_timestamp('${seam}Z')
 UNION ALL
 SELECT
-    tenant_id, metric, dims_key, dims,
+    tenant_id, metric, dims_key, json_format(dims) AS dims,
     CAST(window_start AS timestamp(3)) AS window_start,
     CAST(window_end AS timestamp(3)) AS window_end,
     "count", "sum", "min", "max", CAST(json_parse(buckets) AS array(bigint)) AS buckets,
