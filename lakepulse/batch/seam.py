@@ -8,6 +8,7 @@ from typing import Any
 
 from lakepulse.catalog import get_catalog
 from lakepulse.catalog.trino import DELTA_SCHEMA, render_view, trino_views
+from lakepulse.platform.components.minio import s3_client
 from lakepulse.settings import Settings
 
 # Delta tables the batch layer registers in Trino's metastore (the seam view reads metrics_minute).
@@ -23,19 +24,6 @@ def split_uri(uri: str) -> tuple[str, str]:
     rest = uri.split("://", 1)[1]
     bucket, _, key = rest.partition("/")
     return bucket, key
-
-
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client on the configured endpoint."""
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
 
 
 def read_seam(settings: Settings, uri: str) -> datetime | None:
