@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
+from lakepulse.aggregations.schema import RAW_EVENT_SCHEMA
 from spark_jobs.common import TimeRange, sql_list, sql_ts
 
 # The archive contract (issue 5): one row per Kafka record of events.raw; `properties` is the JSON text
 # as sent. Replays after a crash may leave the same event_id in several objects.
 RAW_SCHEMA = StructType(
-    [
-        StructField("event_id", StringType()),
-        StructField("tenant_id", StringType()),
-        StructField("event_type", StringType()),
-        StructField("occurred_at", TimestampType()),
-        StructField("received_at", TimestampType()),
-        StructField("source", StringType()),
-        StructField("device_family", StringType()),
-        StructField("properties", StringType()),
+    [StructField(f.name, StringType()) if f.name == "properties" else f for f in RAW_EVENT_SCHEMA.fields]
+    + [
         StructField("kafka_topic", StringType()),
         StructField("kafka_partition", IntegerType()),
         StructField("kafka_offset", LongType()),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -134,11 +133,4 @@ def write_properties(path: Path, props: dict[str, object]) -> Path:
     """Write a Java .properties file (one key=value per line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    return path
-
-
-def write_json(path: Path, obj: object) -> Path:
-    """Write pretty JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n")
     return path
