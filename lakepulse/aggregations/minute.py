@@ -140,9 +140,7 @@ def with_minute_partials(
     buckets_col: Column = F.lit(None)
     for m in (m for m in chosen if m.kind == "distribution"):
         # Several distributions may declare different bucket counts: keep each metric's own length.
-        buckets_col = F.when(F.col("metric") == m.name, F.slice("buckets", 1, m.bucket_count)).otherwise(
-            buckets_col
-        )
+        buckets_col = F.when(F.col("metric") == m.name, F.slice("buckets", 1, m.bucket_count)).otherwise(buckets_col)
     return agg_df.select(
         "tenant_id",
         "metric",

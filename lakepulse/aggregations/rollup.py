@@ -88,9 +88,7 @@ def with_last_n_minutes(partials_df: DataFrame, end: datetime, minutes: int) -> 
     if minutes <= 0:
         raise ValueError("minutes must be positive")
     start = end - timedelta(minutes=minutes)
-    in_range_df = partials_df.filter(
-        (F.col("window_start") >= F.lit(start)) & (F.col("window_end") <= F.lit(end))
-    )
+    in_range_df = partials_df.filter((F.col("window_start") >= F.lit(start)) & (F.col("window_end") <= F.lit(end)))
     return _merge(in_range_df, F.lit(start).cast("timestamp"), F.lit(end).cast("timestamp"))
 
 

@@ -81,6 +81,7 @@ def rfc3339_timestamp(text: Column) -> Column:
     """RFC 3339 text (any case, "T" or space, Z or offset, up to ns) → UTC timestamp; null if unreadable."""
     return F.upper(text).try_cast(TimestampType())
 
+
 DIMS_TYPE = MapType(StringType(), StringType())
 
 # The minute partial-aggregate row contract, shared by Kafka `metrics.minute`, Pinot and Delta.
@@ -113,10 +114,7 @@ ORDER_STATE_SCHEMA = StructType(
         StructField("order_id", StringType(), False),
         StructField("status", StringType()),
         StructField("status_at", TimestampType()),
-        *[
-            StructField(f"{s}_at", TimestampType())
-            for s in ORDER_STATUSES
-        ],
+        *[StructField(f"{s}_at", TimestampType()) for s in ORDER_STATUSES],
         StructField("amount", DoubleType()),
         StructField("currency", StringType()),
         StructField("prep_seconds", DoubleType()),

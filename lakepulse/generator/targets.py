@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol
 
-import orjson
 from confluent_kafka import Producer
 
 from lakepulse.generator.scenario import GeneratedEvent, GeneratorConfig
-from lakepulse.ingest.body import Item
+from lakepulse.ingest.body import line_items
 from lakepulse.ingest.processing import process_items
 from lakepulse.ingest.sink import producer_config
 from lakepulse.sdk import IngestClient
@@ -83,7 +82,7 @@ class KafkaTarget:
             self._produce()
 
     def _produce(self) -> None:
-        items = [_item(line) for line in self._pending]
+        items = line_items(b"\n".join(self._pending))
         self._pending = []
         batch = process_items(items, datetime.now(UTC), "lakepulse-generator")
         for topic, records in ((self.raw_topic, batch.raw_records), (self.dlq_topic, batch.dlq_records)):
@@ -113,13 +112,6 @@ class KafkaTarget:
             raise RuntimeError(f"Kafka did not acknowledge {left} events; errors: {self.errors[:3]}")
 
 
-def _item(line: bytes) -> Item:
-    try:
-        return Item(orjson.loads(line))
-    except orjson.JSONDecodeError as error:
-        return Item(None, raw=line, parse_error=f"line is not valid JSON: {error}")
-
-
 def paced(
     events: Iterable[GeneratedEvent],
     config: GeneratorConfig,
@@ -137,9 +129,7 @@ def paced(
         yield event
 
 
-def run(
-    events: Iterable[GeneratedEvent], target: Target, on_event: Callable[[], None] | None = None
-) -> Counter[str]:
+def run(events: Iterable[GeneratedEvent], target: Target, on_event: Callable[[], None] | None = None) -> Counter[str]:
     """Write every event to the target and close it; returns the count of events by kind."""
     counts: Counter[str] = Counter()
     try:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from lakepulse.events import event_json_schema
 from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
 from lakepulse.ingest.metrics import IngestMetrics
-from lakepulse.ingest.processing import Batch, process_items
+from lakepulse.ingest.processing import process_items
 from lakepulse.ingest.sink import EventSink, KafkaSink, KafkaUnavailable
 from lakepulse.settings import Settings, get_settings
 
@@ -109,19 +109,6 @@ async def read_body(request: Request, limits: Limits) -> bytes:
     return b"".join(chunks)
 
 
-def response_content(batch: Batch) -> dict[str, Any]:
-    """The 202 body for a batch, leaving out empty fields."""
-    results = []
-    for result in batch.results:
-        entry: dict[str, Any] = {"index": result.index, "status": result.status}
-        if result.event_id is not None:
-            entry["event_id"] = result.event_id
-        if result.reason is not None:
-            entry["reason"] = result.reason
-        results.append(entry)
-    return {"accepted": batch.accepted, "rejected": batch.rejected, "results": results}
-
-
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised with orjson (fast for large per-event result lists)."""
     return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
@@ -167,7 +154,7 @@ async def ingest_events(request: Request, sink: SinkDep, metrics: MetricsDep, li
     metrics.rejected.inc(batch.rejected)
     metrics.dead_lettered.inc(batch.rejected)
     metrics.requests.labels("202").inc()
-    return json_response(response_content(batch), 202)
+    return json_response({"accepted": batch.accepted, "rejected": batch.rejected, "results": batch.results}, 202)
 
 
 @router.get(
@@ -194,9 +181,7 @@ async def prometheus_metrics(metrics: MetricsDep) -> Response:
 def _openapi_with_event_body(app: FastAPI) -> dict[str, Any]:
     """OpenAPI document whose `POST /v1/events` body is described by the event contract."""
     if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         event_schema = event_json_schema()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(event_schema.pop("$defs", {}))
@@ -251,9 +236,7 @@ def create_app(
     app.state.limits = limits
     app.state.metrics = IngestMetrics()
     app.state.sinks = SinkHolder(
-        lambda: KafkaSink(
-            settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq, timeout_s
-        )
+        lambda: KafkaSink(settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq, timeout_s)
     )
     app.include_router(router)
     app.openapi = lambda: _openapi_with_event_body(app)  # type: ignore[method-assign]

@@ -32,11 +32,19 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One element of the body: the decoded JSON value, or the undecodable line with the parse error."""
+    """One event of the body as JSON text: an NDJSON line exactly as sent, or an array element re-encoded.
 
-    value: Any
-    raw: bytes | None = None
-    parse_error: str | None = None
+    Items stay undecoded: validation parses each once, and accepted ones are forwarded byte for byte.
+    `error` says why an array element could not be encoded at all.
+    """
+
+    line: bytes
+    error: str | None = None
+
+
+def line_items(data: bytes) -> list[Item]:
+    """The non-blank lines of an NDJSON document, stripped, as items."""
+    return [Item(stripped) for line in data.splitlines() if (stripped := line.strip())]
 
 
 def media_type(content_type: str | None) -> str:
@@ -68,13 +76,11 @@ def split_body(data: bytes, content_type: str | None, limits: Limits) -> list[It
     """Decode a JSON object, a JSON array or NDJSON into items; a broken NDJSON line becomes a bad item."""
     kind = media_type(content_type)
     if kind in NDJSON_TYPES:
-        items = [_ndjson_item(line) for line in data.splitlines() if line.strip()]
+        items = line_items(data)
     elif kind in JSON_TYPES:
         items = _json_items(data)
     else:
-        raise BodyError(
-            415, f"unsupported Content-Type {kind!r}; use application/json or application/x-ndjson"
-        )
+        raise BodyError(415, f"unsupported Content-Type {kind!r}; use application/json or application/x-ndjson")
     if not items:
         raise BodyError(400, "body holds no events")
     if len(items) > limits.max_events:
@@ -88,14 +94,14 @@ def _json_items(data: bytes) -> list[Item]:
     except orjson.JSONDecodeError as error:
         raise BodyError(400, f"body is not valid JSON: {error}") from error
     if isinstance(value, dict):
-        return [Item(value)]
+        return [_encoded(value)]
     if isinstance(value, list):
-        return [Item(element) for element in value]
+        return [_encoded(element) for element in value]
     raise BodyError(400, "body must be a JSON object, a JSON array of objects, or NDJSON")
 
 
-def _ndjson_item(line: bytes) -> Item:
+def _encoded(value: Any) -> Item:
     try:
-        return Item(orjson.loads(line))
-    except orjson.JSONDecodeError as error:
-        return Item(None, raw=line.strip(), parse_error=f"line is not valid JSON: {error}")
+        return Item(orjson.dumps(value))
+    except orjson.JSONEncodeError as error:
+        return Item(b"", error=f"event cannot be stored as JSON: {error}")

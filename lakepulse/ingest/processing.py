@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 from user_agents import parse as parse_user_agent
 
-from lakepulse.events import InvalidEvent, rfc3339_utc, validate_event
+from lakepulse.events import InvalidEvent, rfc3339_utc, validate_event_json
 from lakepulse.ingest.body import Item
 
 
@@ -24,14 +24,27 @@ class KafkaRecord:
     value: bytes
 
 
+# Results are dataclasses so that orjson writes the per-event list of a 202 without Python dicts.
 @dataclass(frozen=True, slots=True)
-class EventResult:
-    """What happened to one event of a request."""
+class Accepted:
+    """An event bound for the raw topic."""
 
     index: int
-    status: Literal["accepted", "rejected"]
-    event_id: str | None = None
-    reason: str | None = None
+    event_id: str
+    status: Literal["accepted"] = "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event bound for the dead-letter topic, and why."""
+
+    index: int
+    event_id: str | None
+    reason: str
+    status: Literal["rejected"] = "rejected"
+
+
+EventResult = Accepted | Rejected
 
 
 @dataclass(slots=True)
@@ -71,23 +84,37 @@ def process_items(
     batch = Batch()
     received = rfc3339_utc(received_at)
     family = device_family(user_agent)
+    # Server fields appended to a line as sent: valid events never carry them (unknown fields are refused).
+    server_fields = b',"received_at":' + orjson.dumps(received) + b',"device_family":' + orjson.dumps(family)
     for index, item in enumerate(items):
-        raw = item.value
         try:
-            if item.parse_error is not None:
-                raise InvalidEvent(item.parse_error)
-            event = validate_event(raw)
+            if item.error is not None:
+                raise InvalidEvent(item.error)
+            event = validate_event_json(item.line)
         except InvalidEvent as invalid:
-            event_id = _text_field(raw, "event_id")
-            batch.results.append(EventResult(index, "rejected", event_id, invalid.reason))
-            batch.dlq_records.append(_dead_letter(item, invalid.reason, received))
+            raw = _decoded(item)
+            batch.results.append(Rejected(index, _text_field(raw, "event_id"), invalid.reason))
+            batch.dlq_records.append(_dead_letter(item, raw, invalid.reason, received))
             continue
-        event_id = event.event_id or new_event_id()
-        # The value is the object as sent plus server fields, not a re-serialised model: exactly as sent.
-        value = {**raw, "event_id": event_id, "received_at": received, "device_family": family}
-        batch.results.append(EventResult(index, "accepted", event_id))
-        batch.raw_records.append(KafkaRecord(event.tenant_id.encode(), orjson.dumps(value)))
+        event_id = event.event_id
+        if event_id is not None:
+            # The object exactly as sent (its text ends with the closing brace) plus the server fields.
+            value = item.line[:-1] + server_fields + b"}"
+        else:  # absent or null: set it, which means re-encoding the object
+            event_id = new_event_id()
+            enriched = {**_decoded(item), "event_id": event_id, "received_at": received, "device_family": family}
+            value = orjson.dumps(enriched)
+        batch.results.append(Accepted(index, event_id))
+        batch.raw_records.append(KafkaRecord(event.tenant_id.encode(), value))
     return batch
+
+
+def _decoded(item: Item) -> Any:
+    """The item's JSON value; None for text that is not JSON."""
+    try:
+        return orjson.loads(item.line)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _text_field(raw: Any, name: str) -> str | None:
@@ -95,17 +122,15 @@ def _text_field(raw: Any, name: str) -> str | None:
     return value[:64] if isinstance(value, str) else None
 
 
-def _dead_letter(item: Item, reason: str, received: str) -> KafkaRecord:
-    """DLQ record: the reason and the raw payload as text, with tenant and event id when readable."""
-    raw_text = (
-        item.raw.decode("utf-8", "replace") if item.raw is not None else orjson.dumps(item.value).decode()
-    )
-    tenant_id = _text_field(item.value, "tenant_id")
+def _dead_letter(item: Item, raw: Any, reason: str, received: str) -> KafkaRecord:
+    """DLQ record: the reason and the payload as text, with tenant and event id when readable."""
+    raw_text = item.line.decode("utf-8", "replace")
+    tenant_id = _text_field(raw, "tenant_id")
     value = {
         "reason": reason,
         "raw": raw_text,
         "received_at": received,
         "tenant_id": tenant_id,
-        "event_id": _text_field(item.value, "event_id"),
+        "event_id": _text_field(raw, "event_id"),
     }
     return KafkaRecord(tenant_id.encode() if tenant_id else None, orjson.dumps(value))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -67,8 +68,15 @@ class _Delivery:
         self.future: asyncio.Future[None] = loop.create_future()
 
     def on_delivery(self, error: KafkaError | None, _message: Any) -> None:
-        """Delivery callback, run on the poll thread."""
-        self.settle(1, None if error is None else str(error))
+        """Delivery callback, run on the poll thread once per record (so kept short)."""
+        if error is not None:
+            self.settle(1, str(error))
+            return
+        with self._lock:
+            self.remaining -= 1
+            done = self.remaining == 0
+        if done:
+            self._loop.call_soon_threadsafe(self._resolve)
 
     def settle(self, count: int, error: str | None) -> None:
         """Account for `count` records that are done (delivered, or failed with `error`)."""
@@ -114,10 +122,13 @@ class KafkaSink:
             return
         delivery = _Delivery(asyncio.get_running_loop(), total)
         deadline = time.monotonic() + self.delivery_timeout_s
-        outgoing = [(self.raw_topic, record) for record in raw] + [(self.dlq_topic, record) for record in dlq]
+        outgoing = itertools.chain(((self.raw_topic, r) for r in raw), ((self.dlq_topic, r) for r in dlq))
         for position, (topic, record) in enumerate(outgoing):
             try:
-                queued = await self._produce(topic, record, delivery, deadline)
+                # Produce in a plain loop; only a full local queue costs a coroutine and a wait.
+                queued = self._produce_now(topic, record, delivery) or await self._produce_when_room(
+                    topic, record, delivery, deadline
+                )
             except KafkaUnavailable:
                 # Wait for the reports of what was queued before giving up, so none fires into a dead request.
                 delivery.settle(total - position, "refused")
@@ -134,19 +145,24 @@ class KafkaSink:
         if delivery.error is not None:
             raise KafkaUnavailable(f"Kafka did not acknowledge every event: {delivery.error}")
 
-    async def _produce(self, topic: str, record: KafkaRecord, delivery: _Delivery, deadline: float) -> bool:
-        """Queue one record, waiting while the local queue is full; False once the deadline has passed."""
-        while True:
-            try:
-                self._producer.produce(topic, record.value, record.key, on_delivery=delivery.on_delivery)
+    def _produce_now(self, topic: str, record: KafkaRecord, delivery: _Delivery) -> bool:
+        """Queue one record without waiting; False when librdkafka's local queue is full."""
+        try:
+            self._producer.produce(topic, record.value, record.key, on_delivery=delivery.on_delivery)
+        except KafkaException as error:
+            # e.g. unknown topic: Kafka cannot take the record now; the request must not be acknowledged.
+            raise KafkaUnavailable(f"Kafka refused the event: {error.args[0].str()}") from error
+        except BufferError:
+            return False
+        return True
+
+    async def _produce_when_room(self, topic: str, record: KafkaRecord, delivery: _Delivery, deadline: float) -> bool:
+        """Queue one record once the local queue has room; False once the deadline has passed."""
+        while time.monotonic() < deadline:
+            await asyncio.sleep(QUEUE_FULL_BACKOFF_S)
+            if self._produce_now(topic, record, delivery):
                 return True
-            except KafkaException as error:
-                # e.g. unknown topic: Kafka cannot take the record now; the request must not be acknowledged.
-                raise KafkaUnavailable(f"Kafka refused the event: {error.args[0].str()}") from error
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    return False
-                await asyncio.sleep(QUEUE_FULL_BACKOFF_S)
+        return False
 
     async def healthy(self) -> bool:
         """True when the cluster answers a metadata request within a second."""

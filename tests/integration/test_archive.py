@@ -23,7 +23,7 @@ import pytest
 from lakepulse import archive
 from lakepulse.generator.scenario import GeneratedEvent, GeneratorConfig, generate_events
 from lakepulse.generator.targets import KafkaTarget, paced, run
-from lakepulse.ingest.body import Item
+from lakepulse.ingest.body import line_items
 from lakepulse.ingest.processing import process_items
 from lakepulse.platform.components.base import Context, http_ok, wait_until
 from lakepulse.platform.components.connect_sink import (
@@ -68,17 +68,9 @@ def wait_connect(ctx: Context) -> None:
     wait_until(lambda: http_ok(f"{url}/connectors"), CONNECT_RESTART_TIMEOUT_S, "connect REST API")
 
 
-def as_item(line: bytes) -> Item:
-    """A sent line as the ingest rules see it (what KafkaTarget validates before producing)."""
-    try:
-        return Item(orjson.loads(line))
-    except orjson.JSONDecodeError as error:
-        return Item(None, raw=line, parse_error=str(error))
-
-
 def accepted(events: list[GeneratedEvent]) -> tuple[Counter[str], set[str]]:
     """event_id → how many records the ingest rules put on events.raw (duplicates included); tenants."""
-    items = [as_item(e.line) for e in events]
+    items = line_items(b"\n".join(e.line for e in events))
     batch = process_items(items, datetime.now(UTC), "test", new_event_id=lambda: "server-assigned")
     values = [orjson.loads(r.value) for r in batch.raw_records]
     ids = Counter(v["event_id"] for v in values)

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.integration.ingest_fixtures import read_topic, start_ingest_server, topics
 
 from lakepulse.events import SERVER_FIELDS
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.generator.targets import KafkaTarget, run
 from lakepulse.sdk import IngestClient
 from lakepulse.settings import Settings
+from tests.integration.ingest_fixtures import read_topic, start_ingest_server, topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka")]
 

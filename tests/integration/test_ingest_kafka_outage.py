@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.integration.ingest_fixtures import ThrowawayKafka, read_topic, start_ingest_server, topics, wait_until
 
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.sdk import IngestClient
 from lakepulse.settings import Settings
+from tests.integration.ingest_fixtures import ThrowawayKafka, read_topic, start_ingest_server, topics, wait_until
 
 pytestmark = pytest.mark.integration
 

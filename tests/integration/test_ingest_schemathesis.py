@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from tests.integration.ingest_fixtures import topics
 
 from lakepulse.ingest.app import create_app
 from lakepulse.settings import get_settings
+from tests.integration.ingest_fixtures import topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka")]
 

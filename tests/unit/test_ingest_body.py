@@ -21,16 +21,53 @@ def test_single_object_array_and_ndjson_give_the_same_items() -> None:
     single = split_body(line, "application/json", LIMITS)
     array = split_body(orjson.dumps([EVENT, EVENT]), "application/json; charset=utf-8", LIMITS)
     ndjson = split_body(line + b"\n\n" + line + b"\r\n", "application/x-ndjson", LIMITS)
-    assert [item.value for item in single] == [EVENT]
-    assert [item.value for item in array] == [EVENT, EVENT]
-    assert [item.value for item in ndjson] == [EVENT, EVENT]
+    # Items are JSON text: NDJSON lines as sent (stripped), array elements re-encoded.
+    assert [item.line for item in single] == [line]
+    assert [item.line for item in array] == [line, line]
+    assert [item.line for item in ndjson] == [line, line]
 
 
-def test_broken_ndjson_line_becomes_a_bad_item_not_a_bad_body() -> None:
+def test_broken_ndjson_line_becomes_a_rejected_event_not_a_bad_body() -> None:
     items = split_body(orjson.dumps(EVENT) + b'\n{"tenant_id": "t1", \n', "application/x-ndjson", LIMITS)
-    assert items[0].value == EVENT
-    assert items[1].raw == b'{"tenant_id": "t1",'
-    assert items[1].parse_error is not None and items[1].parse_error.startswith("line is not valid JSON")
+    assert [item.line for item in items] == [orjson.dumps(EVENT), b'{"tenant_id": "t1",']
+    batch = process_items(items, datetime.now(UTC), None)
+    assert [result.status for result in batch.results] == ["accepted", "rejected"]
+    assert (batch.results[1].reason or "").startswith("line is not valid JSON")
+
+
+def test_accepted_lines_are_forwarded_byte_for_byte_plus_server_fields() -> None:
+    line = b'{ "tenant_id":"t1", "event_id":"e-1","event_type":"signup","occurred_at":"2024-05-01T00:00:00Z",'
+    line += b'"source":"web","properties":{"price":1.10,"name":"caf\\u00e9"} }'
+    batch = process_items(split_body(line, "application/x-ndjson", LIMITS), datetime.now(UTC), None)
+    value = batch.raw_records[0].value
+    assert value.startswith(line[:-1])
+    assert orjson.loads(value)["properties"] == {"price": 1.1, "name": "café"}
+    assert set(orjson.loads(value)) - set(orjson.loads(line)) == {"received_at", "device_family"}
+
+
+OUT_OF_RANGE_NUMBERS = (b"1e400", b"12345678901234567890123")
+RECEIVED = datetime(2024, 5, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [b"NaN", b"-Infinity", *OUT_OF_RANGE_NUMBERS, b"1E-400", b"-9223372036854775808", b"01", b"{}"]
+    + [b"[" * depth + b"]" * depth for depth in (150, 220, 300)],
+)
+def test_lines_and_json_bodies_accept_and_refuse_the_same_events(properties: bytes) -> None:
+    line = b'{"tenant_id":"t1","occurred_at":"2024-05-01T00:00:00Z","source":"web","event_type":"signup",'
+    line += b'"event_id":"e-1","properties":{"p":' + properties + b"}}"
+    as_line = process_items(split_body(line, "application/x-ndjson", LIMITS), RECEIVED, None)
+    try:
+        as_body = process_items(split_body(b"[" + line + b"]", "application/json", LIMITS), RECEIVED, None)
+    except BodyError:  # orjson refuses the whole body
+        as_body = None
+    if as_body is None or as_body.results[0].status == "rejected":
+        # A line is never stricter than a body; it only passes numbers orjson cannot hold (still valid JSON).
+        assert as_line.results[0].status == "rejected" or properties in OUT_OF_RANGE_NUMBERS
+        return
+    assert as_line.results[0].status == "accepted"
+    assert [orjson.loads(r.value) for r in as_line.raw_records] == [orjson.loads(r.value) for r in as_body.raw_records]
 
 
 @pytest.mark.parametrize(
@@ -44,9 +81,7 @@ def test_broken_ndjson_line_becomes_a_bad_item_not_a_bad_body() -> None:
         (orjson.dumps([EVENT] * 4), "application/json", 413, "4 events in one request; the limit is 3"),
     ],
 )
-def test_unusable_bodies_get_a_status_and_a_message(
-    body: bytes, content_type: str, status: int, message: str
-) -> None:
+def test_unusable_bodies_get_a_status_and_a_message(body: bytes, content_type: str, status: int, message: str) -> None:
     with pytest.raises(BodyError) as error:
         split_body(body, content_type, LIMITS)
     assert error.value.status == status
@@ -91,8 +126,7 @@ def test_processing_enriches_valid_events_and_dead_letters_invalid_ones() -> Non
         (3, "rejected", None),
     ]
     assert (
-        batch.results[2].reason
-        == "occurred_at: must be an RFC 3339 timestamp with a zone, e.g. 2024-05-01T12:30:00Z"
+        batch.results[2].reason == "occurred_at: must be an RFC 3339 timestamp with a zone, e.g. 2024-05-01T12:30:00Z"
     )
     assert [record.key for record in batch.raw_records] == [b"t1", b"t1"]
     first, second = (orjson.loads(record.value) for record in batch.raw_records)
