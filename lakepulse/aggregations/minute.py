@@ -110,33 +110,49 @@ def with_minute_partials(
         raise ValueError(f"metrics {wrong} are not computed from source {source!r}")
     if not chosen:
         raise ValueError(f"no metrics to compute from source {source!r}")
+    sketched = [m for m in chosen if m.kind == "distinct"]
+    plain = [m for m in chosen if m.kind != "distinct"]
+    if sketched and plain and not events_df.isStreaming:
+        # Sketch buffers are the costly part of the aggregation: only distinct metrics pay for them.
+        # (A streaming query allows one aggregation, so there both kinds share it.)
+        return _aggregated(events_df, plain, catalog, updated_at).unionByName(
+            _aggregated(events_df, sketched, catalog, updated_at)
+        )
+    return _aggregated(events_df, chosen, catalog, updated_at)
+
+
+def _aggregated(
+    events_df: DataFrame, chosen: Sequence[Metric], catalog: Catalog, updated_at: Column | None
+) -> DataFrame:
+    """One aggregation of the chosen metrics' rows into minute partial rows."""
     parts = [_metric_rows(events_df, m, catalog) for m in chosen]
     rows_df = parts[0]
     for part in parts[1:]:
         rows_df = rows_df.unionByName(part)
 
+    distinct_metrics = [m for m in chosen if m.kind == "distinct"]
     n_buckets = max((m.bucket_count for m in chosen), default=0)
     aggs = [
         F.count(F.lit(1)).alias("count"),
         F.sum("value").alias("sum"),
         F.min("value").alias("min"),
         F.max("value").alias("max"),
-        F.hll_sketch_agg("distinct_value", HLL_LG_CONFIG_K).alias("hll_sketch"),
-        F.theta_sketch_agg("distinct_value", THETA_LG_NOM_ENTRIES).alias("theta_sketch"),
     ]
+    if distinct_metrics:
+        aggs += [
+            F.hll_sketch_agg("distinct_value", HLL_LG_CONFIG_K).alias("hll_sketch"),
+            F.theta_sketch_agg("distinct_value", THETA_LG_NOM_ENTRIES).alias("theta_sketch"),
+        ]
     if n_buckets:
         aggs.append(
             F.array(
                 *[F.sum(F.when(F.col("bucket") == i, 1).otherwise(0)).cast("long") for i in range(n_buckets)]
             ).alias("buckets")
         )
-    else:
-        aggs.append(F.lit(None).cast("array<long>").alias("buckets"))
     agg_df = rows_df.groupBy(
         "tenant_id", "metric", "dims_key", "dims_entries", F.window("occurred_at", MINUTE).alias("window")
     ).agg(*aggs)
 
-    distinct_metrics = [m for m in chosen if m.kind == "distinct"]
     buckets_col: Column = F.lit(None)
     for m in (m for m in chosen if m.kind == "distribution"):
         # Several distributions may declare different bucket counts: keep each metric's own length.
