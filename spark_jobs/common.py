@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -196,6 +197,7 @@ def merge_rows(
     Returns Delta's operation metrics (rows inserted/updated/deleted)."""
     from delta.tables import DeltaTable
 
+    started = time.monotonic()
     ensure_table(spark, source_df, spec, path)
     target = DeltaTable.forPath(spark, path)
     before = _version(target)
@@ -214,7 +216,7 @@ def merge_rows(
     last = target.history(1).select("version", "operationMetrics").collect()[0]
     if last["version"] != before:  # a merge that changes nothing may not commit at all
         metrics.update({k: int(v) for k, v in (last["operationMetrics"] or {}).items() if k in metrics})
-    log.warning("merge %s %s", spec.name, json.dumps(metrics))
+    log.warning("merge %s %s in %.1f s", spec.name, json.dumps(metrics), time.monotonic() - started)
     return metrics
 
 

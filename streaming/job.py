@@ -4,18 +4,19 @@ Seven micro-batch queries share one Spark application (local[2] by default):
 
 | query     | plan                                                                   | sink (mode)              |
 |-----------|------------------------------------------------------------------------|--------------------------|
-| dedup     | parse → watermark → dedup by event_id                                  | events.deduped (append)  |
-| minute    | events.deduped → watermark → with_minute_partials                      | metrics.minute (update)  |
+| minute    | parse → watermark → dedup by event_id → with_minute_partials (plain)   | metrics.minute (update)  |
+| distinct  | parse → watermark → dedup by event_id → with_minute_partials (sketch)  | metrics.minute (update)  |
 | orders    | parse → watermark → with_order_state                                   | orders.live (update)     |
 | couriers  | parse → watermark → with_courier_state                                 | couriers.live (update)   |
 | prep_join | parse → watermark → explode_prep_time_events (stream-stream join)      | events.prep (append)     |
 | prep      | events.prep → watermark → dedup by pair → with_minute_partials(prep)   | metrics.minute (update)  |
 | late_dlq  | parse → dead letters / beyond-the-watermark events (see streaming.late) | events.dlq, events.late  |
 
-Why dedup is its own query: with_minute_partials unions one branch per metric, and Spark plans a stateful
-operator below a union once per branch — ten dedup state stores over the same events, each reading Kafka
-(measured: 11 state operators, ~5 s per empty micro-batch). One dedup query feeding a topic costs one
-extra Kafka hop and keeps a single dedup state.
+`minute` is what freshness is about: it runs on the short trigger, reads events.raw directly and keeps
+two state stores (dedup and aggregation; with_minute_partials builds its rows without a union, so the
+dedup is planned once). Distinct metrics carry HLL/Theta sketches in their state, which would make every
+group of the minute query costly, so they have a query of their own on the slower trigger, as have the
+other queries.
 
 Every sink is keyed by the row's primary key and Pinot upserts by it, so a micro-batch replayed after a
 crash rewrites the same rows: restarts from the checkpoints double-count nothing. Order and courier state
@@ -48,7 +49,7 @@ from lakepulse.aggregations import (
     with_order_state,
     with_parsed_events,
 )
-from lakepulse.aggregations.schema import EVENT_COLUMNS
+from lakepulse.catalog import get_catalog
 from lakepulse.settings import Settings, get_settings
 from lakepulse.spark_session import build_spark
 from streaming.config import StreamingSettings
@@ -68,11 +69,10 @@ from streaming.transforms import (
 
 log = logging.getLogger("lakepulse.streaming")
 
-QUERIES: tuple[str, ...] = ("dedup", "minute", "orders", "couriers", "prep_join", "prep", "late_dlq")
+QUERIES: tuple[str, ...] = ("minute", "distinct", "orders", "couriers", "prep_join", "prep", "late_dlq")
 # The prep aggregation sees pairs only once both events arrived; a wider watermark keeps a pair whose
 # ready time is older than the main watermark (its confirmed event came late but in time) from dropping.
 PREP_EXTRA_WATERMARK = timedelta(minutes=5)
-MINUTE_EXTRA_WATERMARK = timedelta(minutes=1)
 
 
 # Reads ------------------------------------------------------------------------------------------------
@@ -96,19 +96,17 @@ def with_watermarked_events(raw_df: DataFrame, watermark: str) -> DataFrame:
     return filter_valid_events(with_parsed_events(raw_df)).withWatermark("occurred_at", watermark)
 
 
-def with_deduplicated_records(events_df: DataFrame) -> DataFrame:
-    """Watermarked events → first copy per event_id within the watermark → Kafka records (key tenant_id,
-    value the envelope as JSON with microsecond times)."""
+def sketch_split(source: str = "events") -> tuple[list[str], list[str]]:
+    """The source's metric names: (plain ones, distinct ones that carry sketches)."""
+    metrics = get_catalog().by_source(source)
+    return [m.name for m in metrics if m.kind != "distinct"], [m.name for m in metrics if m.kind == "distinct"]
+
+
+def with_minute_records(events_df: DataFrame, metrics: list[str]) -> DataFrame:
+    """Watermarked events → first copy per event_id within the watermark → minute partial rows of
+    `metrics` as Kafka records."""
     deduped_df = events_df.dropDuplicatesWithinWatermark(["event_id"])
-    value = F.to_json(F.struct(*EVENT_COLUMNS), {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"})
-    return deduped_df.select(F.col("tenant_id").alias("key"), value.alias("value"))
-
-
-def with_minute_records(events_df: DataFrame, partitions: int) -> DataFrame:
-    """Watermarked, deduplicated events → minute partial rows as Kafka records."""
-    # with_minute_partials unions one branch per metric over its input: without an exchange here each
-    # branch would re-read and re-parse the micro-batch; an identical exchange is planned once and reused.
-    return with_kafka_records(with_minute_partials(events_df.repartition(partitions, "tenant_id")))
+    return with_kafka_records(with_minute_partials(deduped_df, metrics))
 
 
 def with_prep_minute_records(prep_kafka_df: DataFrame, watermark: str) -> DataFrame:
@@ -120,7 +118,7 @@ def with_prep_minute_records(prep_kafka_df: DataFrame, watermark: str) -> DataFr
 
 # Writes -----------------------------------------------------------------------------------------------
 def kafka_sink(
-    records_df: DataFrame, name: str, topic: str, mode: str, settings: Settings, streaming: StreamingSettings
+    records_df: DataFrame, name: str, topic: str, mode: str, settings: Settings, trigger: str, checkpoints: Path
 ) -> StreamingQuery:
     """Start a query writing key/value records to a Kafka topic (in its own fair-scheduler pool)."""
     records_df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", name)
@@ -129,9 +127,9 @@ def kafka_sink(
         .format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
         .option("topic", topic)
-        .option("checkpointLocation", str(streaming.checkpoints(settings) / name))
+        .option("checkpointLocation", str(checkpoints / name))
         .outputMode(mode)
-        .trigger(processingTime=streaming.trigger)
+        .trigger(processingTime=trigger)
         .start()
     )
 
@@ -195,7 +193,6 @@ def ensure_topics(settings: Settings, streaming: StreamingSettings) -> None:
     partitions = settings.events_raw_partitions
     wanted = {
         streaming.topic_prep: partitions,
-        streaming.topic_deduped: partitions,
         settings.topic_events_dlq: 3,
         settings.topic_events_late: 3,
         settings.topic_metrics_minute: partitions,
@@ -214,48 +211,35 @@ def ensure_topics(settings: Settings, streaming: StreamingSettings) -> None:
 def start_queries(
     spark: SparkSession, settings: Settings, streaming: StreamingSettings, monitor: Monitor
 ) -> dict[str, StreamingQuery]:
-    """Define and start the six queries (see the module docstring)."""
+    """Define and start the seven queries (see the module docstring)."""
     wm = streaming.watermark
     queries: dict[str, StreamingQuery] = {}
 
     def events() -> DataFrame:
         return with_watermarked_events(read_topic(spark, settings, streaming, settings.topic_events_raw), wm)
 
-    queries["dedup"] = kafka_sink(
-        with_deduplicated_records(events()), "dedup", streaming.topic_deduped, "append", settings, streaming
-    )
-    # The minute query reads what the dedup query wrote, so its watermark can only trail the dedup's;
-    # the extra minute keeps a row the dedup passed from being dropped at a batch boundary.
-    minute_wm = f"{int(streaming.watermark_seconds + MINUTE_EXTRA_WATERMARK.total_seconds())} seconds"
-    deduped_df = with_watermarked_events(
-        read_topic(spark, settings, streaming, streaming.topic_deduped), minute_wm
-    )
-    queries["minute"] = kafka_sink(
-        with_minute_records(deduped_df, streaming.shuffle_partitions),
-        "minute", settings.topic_metrics_minute, "update", settings, streaming,
-    )
-    queries["orders"] = kafka_sink(
-        with_kafka_records(with_order_state(events()), ORDER_KEY),
-        "orders", settings.topic_orders_live, "update", settings, streaming,
-    )
-    queries["couriers"] = kafka_sink(
-        with_kafka_records(with_courier_state(events()), COURIER_KEY),
-        "couriers", settings.topic_couriers_live, "update", settings, streaming,
-    )
-    queries["prep_join"] = kafka_sink(
-        with_prep_records(explode_prep_time_events(events())),
-        "prep_join", streaming.topic_prep, "append", settings, streaming,
-    )
+    checkpoints = streaming.checkpoints(settings)
+    plain, sketched = sketch_split()
+
+    def sink(name: str, records_df: DataFrame, topic: str, mode: str, trigger: str) -> None:
+        queries[name] = kafka_sink(records_df, name, topic, mode, settings, trigger, checkpoints)
+
+    fast, slow = streaming.trigger, streaming.slow_trigger
+    sink("minute", with_minute_records(events(), plain), settings.topic_metrics_minute, "update", fast)
+    sink("distinct", with_minute_records(events(), sketched), settings.topic_metrics_minute, "update", slow)
+    sink("orders", with_kafka_records(with_order_state(events()), ORDER_KEY), settings.topic_orders_live, "update",
+         slow)  # fmt: skip
+    sink("couriers", with_kafka_records(with_courier_state(events()), COURIER_KEY), settings.topic_couriers_live,
+         "update", slow)  # fmt: skip
+    sink("prep_join", with_prep_records(explode_prep_time_events(events())), streaming.topic_prep, "append", slow)
     prep_wm = f"{int(streaming.watermark_seconds + PREP_EXTRA_WATERMARK.total_seconds())} seconds"
-    queries["prep"] = kafka_sink(
-        with_prep_minute_records(read_topic(spark, settings, streaming, streaming.topic_prep), prep_wm),
-        "prep", settings.topic_metrics_minute, "update", settings, streaming,
-    )
+    prep_df = with_prep_minute_records(read_topic(spark, settings, streaming, streaming.topic_prep), prep_wm)
+    sink("prep", prep_df, settings.topic_metrics_minute, "update", slow)
 
-    dedup_query = queries["dedup"]
+    minute_query = queries["minute"]
 
-    def dedup_watermark() -> datetime | None:
-        progress = dedup_query.lastProgress
+    def minute_watermark() -> datetime | None:
+        progress = minute_query.lastProgress
         epoch = watermark_epoch(progress) if progress else None
         return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
@@ -267,18 +251,26 @@ def start_queries(
     queries["late_dlq"] = (
         read_topic(spark, settings, streaming, settings.topic_events_raw)
         .writeStream.queryName("late_dlq")
-        .foreachBatch(late_and_dlq_batch(settings, tracker, monitor, dedup_watermark))
-        .option("checkpointLocation", str(streaming.checkpoints(settings) / "late_dlq"))
-        .trigger(processingTime=streaming.trigger)
+        .foreachBatch(late_and_dlq_batch(settings, tracker, monitor, minute_watermark))
+        .option("checkpointLocation", str(checkpoints / "late_dlq"))
+        .trigger(processingTime=streaming.slow_trigger)
         .start()
     )
     return queries
 
 
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
 # Pool weights: the minute rows are what users watch, so their micro-batches get the largest share of the
 # two local cores when queries compete; live state next; the late/DLQ accounting can wait.
 POOL_WEIGHTS: dict[str, int] = {
-    "dedup": 4, "minute": 4, "orders": 2, "couriers": 2, "prep_join": 1, "prep": 1, "late_dlq": 1,
+    "minute": 4,
+    "distinct": 2,
+    "orders": 2,
+    "couriers": 2,
+    "prep_join": 1,
+    "prep": 1,
+    "late_dlq": 1,
 }
 
 
@@ -309,11 +301,10 @@ def main() -> int:
         **{
             "spark.sql.shuffle.partitions": str(streaming.shuffle_partitions),
             "spark.driver.memory": streaming.driver_memory,
-            "spark.sql.streaming.stateStore.providerClass":
-                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+            "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
             # Commit = append a changelog; snapshots are taken in the background, not on every batch.
             "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
-            # Six queries share two cores: interleave their tasks instead of queueing whole jobs.
+            # Seven queries share two cores: interleave their tasks instead of queueing whole jobs.
             "spark.scheduler.mode": "FAIR",
             "spark.scheduler.allocation.file": str(fair_scheduler_file(checkpoints / "fairscheduler.xml")),
             # Less chatter per trigger on a loaded machine.
@@ -326,8 +317,12 @@ def main() -> int:
     spark.streams.addListener(ProgressListener(monitor))
     server = serve(monitor, streaming.metrics_host, streaming.metrics_port)
     queries = start_queries(spark, settings, streaming, monitor)
-    log.info("started %s; metrics on http://%s:%d/metrics", ", ".join(queries), streaming.metrics_host,
-             streaming.metrics_port)
+    log.info(
+        "started %s; metrics on http://%s:%d/metrics",
+        ", ".join(queries),
+        streaming.metrics_host,
+        streaming.metrics_port,
+    )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping queries", signum)

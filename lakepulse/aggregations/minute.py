@@ -2,8 +2,8 @@
 
 The same functions run on a batch DataFrame and on a streaming one. For streaming, the caller applies
 `withWatermark("occurred_at", ...)` to the events before calling; everything here keeps `occurred_at`
-untouched so the watermark reaches the window aggregation, and everything is a single aggregation over a
-union so that it runs in update output mode.
+untouched so the watermark reaches the window aggregation. A streaming call is a single aggregation (so it
+runs in update output mode) over rows built with generators from one scan of the events, never a union.
 """
 
 from __future__ import annotations
@@ -52,39 +52,67 @@ def _bucket_index(value: Column, bounds: Sequence[float]) -> Column:
     return idx
 
 
-def _metric_rows(events_df: DataFrame, metric: Metric, catalog: Catalog) -> DataFrame:
-    """One metric's contributing rows: tenant, metric, dims, occurred_at and the value to aggregate."""
-    df = events_df
+def _metric_entry(metric: Metric, catalog: Catalog, per_item: bool) -> Column:
+    """One metric's contribution of an (event, item) row as a struct, or null when the row does not count.
+
+    `per_item`: the rows carry `item` (one row per order item, `_pos` its index). Metrics that explode
+    items count every item row; the others count only the first row of each event.
+    """
+    counts = F.lit(True)
     if metric.event_types:
-        df = df.filter(F.col("event_type").isin(list(metric.event_types)))
+        counts = counts & F.col("event_type").isin(list(metric.event_types))
     if metric.where:
-        df = df.filter(F.expr(metric.where))
+        counts = counts & F.expr(metric.where)
     if metric.explode == "items":
-        df = df.withColumn("item", F.explode(F.col("properties.items")))
+        counts = counts & F.col("item").isNotNull()
+    elif per_item:
+        counts = counts & (F.col("_pos") == 0)
     dims_key, dims_entries = dims_columns(metric, catalog)
     value = F.lit(None).cast("double")
     distinct_value = F.lit(None).cast("string")
     if metric.kind == "distinct":
         distinct_value = F.expr(metric.value or "").cast("string")
+        counts = counts & distinct_value.isNotNull()
     elif metric.kind != "count":
         value = F.expr(metric.value or "").cast("double")
+        # A row whose value is missing or not a number contributes nothing (not even to count).
+        counts = counts & value.isNotNull() & ~F.isnan(value)
     bucket = _bucket_index(value, metric.buckets) if metric.kind == "distribution" else F.lit(None)
-    df = df.select(
-        F.col("tenant_id"),
+    entry = F.struct(
         F.lit(metric.name).alias("metric"),
         dims_key.alias("dims_key"),
         dims_entries.alias("dims_entries"),
-        F.col("occurred_at"),
         value.alias("value"),
         distinct_value.alias("distinct_value"),
         bucket.cast("int").alias("bucket"),
     )
-    if metric.kind == "distinct":
-        df = df.filter(F.col("distinct_value").isNotNull())
-    elif metric.kind != "count":
-        # A row whose value is missing or not a number contributes nothing (not even to count).
-        df = df.filter(F.col("value").isNotNull() & ~F.isnan("value"))
-    return df
+    return F.when(counts, entry)
+
+
+def _metric_rows(events_df: DataFrame, chosen: Sequence[Metric], catalog: Catalog) -> DataFrame:
+    """The chosen metrics' contributing rows (tenant, metric, dims, occurred_at, value, ...), built with
+    generators over one scan of the events: no union, so a stateful operator above or below (streaming
+    dedup, the aggregation) is planned once, and a batch reads its input once."""
+    per_item = any(m.explode == "items" for m in chosen)
+    rows_df = events_df
+    if per_item:
+        item_type = events_df.schema["properties"].dataType["items"].dataType  # type: ignore[index]
+        # Events without items keep one row (item null), so that they still count for the other metrics.
+        items = F.when(F.size("properties.items") > 0, F.col("properties.items")).otherwise(
+            F.array(F.lit(None).cast(item_type.elementType))
+        )
+        rows_df = rows_df.select("*", F.posexplode(items).alias("_pos", "item"))
+    entries = F.filter(F.array(*[_metric_entry(m, catalog, per_item) for m in chosen]), lambda e: e.isNotNull())
+    return rows_df.select("tenant_id", "occurred_at", F.explode(entries).alias("_m")).select(
+        "tenant_id",
+        "_m.metric",
+        "_m.dims_key",
+        "_m.dims_entries",
+        "occurred_at",
+        "_m.value",
+        "_m.distinct_value",
+        "_m.bucket",
+    )
 
 
 def _only_for(metrics: Iterable[Metric], col: Column) -> Column:
@@ -125,11 +153,7 @@ def _aggregated(
     events_df: DataFrame, chosen: Sequence[Metric], catalog: Catalog, updated_at: Column | None
 ) -> DataFrame:
     """One aggregation of the chosen metrics' rows into minute partial rows."""
-    parts = [_metric_rows(events_df, m, catalog) for m in chosen]
-    rows_df = parts[0]
-    for part in parts[1:]:
-        rows_df = rows_df.unionByName(part)
-
+    rows_df = _metric_rows(events_df, chosen, catalog)
     distinct_metrics = [m for m in chosen if m.kind == "distinct"]
     n_buckets = max((m.bucket_count for m in chosen), default=0)
     aggs = [

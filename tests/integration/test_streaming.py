@@ -229,7 +229,6 @@ class Job:
             "LAKEPULSE_TOPIC_EVENTS_DLQ": f"{self.run}.dlq",
             "LAKEPULSE_TOPIC_EVENTS_LATE": f"{self.run}.late",
             "LAKEPULSE_STREAMING_TOPIC_PREP": f"{self.run}.prep",
-            "LAKEPULSE_STREAMING_TOPIC_DEDUPED": f"{self.run}.deduped",
             "LAKEPULSE_STREAMING_CHECKPOINT_DIR": str(self.workdir / "checkpoints"),
             "LAKEPULSE_STREAMING_STARTING_OFFSETS": "earliest",
             "LAKEPULSE_STREAMING_WATERMARK": f"{WATERMARK_S} seconds",
