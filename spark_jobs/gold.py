@@ -100,15 +100,16 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, dict[str, 
         spark, minutes_df, GOLD_TABLES["minute"], lake.path(GOLD_TABLES["minute"]),
         scope=partial_scope(rng, rng.metrics), delete_missing=True,
     )
-    for grain in ("hour", "day"):
-        # Roll up from the minute table, so an hour/day is complete even if the range covers part of it.
+    for grain, finer in (("hour", "minute"), ("day", "hour")):
+        # Roll up from the table one grain finer, so an hour/day is complete even if the range covers part
+        # of it; every hour with minute rows was itself rolled up when they were written.
         whole = rng.widened(grain)
-        minute_df = (
-            spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"]))
+        finer_df = (
+            spark.read.format("delta").load(lake.path(GOLD_TABLES[finer]))
             .where(partial_scope(whole, rng.metrics, None))
             .drop("window_date")
         )
-        rolled_df = with_window_date(with_rollup(minute_df, grain))
+        rolled_df = with_window_date(with_rollup(finer_df, grain))
         spec = GOLD_TABLES[grain]
         results[grain] = merge_rows(
             spark, rolled_df, spec, lake.path(spec), scope=partial_scope(whole, rng.metrics),

@@ -30,7 +30,10 @@ def escape_dim_value(col: Column) -> Column:
     # `|` and `=` separate the canonical key, so escaping them keeps dims_key injective.
     escaped = F.regexp_replace(col, r"\\", r"\\\\")
     escaped = F.regexp_replace(escaped, r"\|", r"\\|")
-    return F.regexp_replace(escaped, "=", r"\\=")
+    escaped = F.regexp_replace(escaped, "=", r"\\=")
+    # Values almost never hold these characters: plain searches spare three regex passes per value.
+    special = col.contains("\\") | col.contains("|") | col.contains("=")
+    return F.when(special, escaped).otherwise(col)
 
 
 def dims_columns(metric: Metric, catalog: Catalog) -> tuple[Column, Column]:
