@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession, Window
 
+from lakepulse.aggregations.schema import PROPERTIES_SCHEMA, TYPED_PROPERTIES
 from spark_jobs.common import EVENTS, Lake, TimeRange, batch_spark, job_args, merge_rows, sql_list, sql_ts
 from spark_jobs.raw import RAW_COLUMNS, read_raw
 
 
 def with_deduplicated_events(raw_df: DataFrame) -> DataFrame:
-    """Raw rows → one row per event_id (the first received copy, ties by Kafka position) + event_date."""
+    """Raw rows → one row per event_id (the first received copy, ties by Kafka position) + event_date and
+    the parsed properties."""
     first = Window.partitionBy("event_id").orderBy(
         F.col("received_at").asc_nulls_last(), "kafka_topic", "kafka_partition", "kafka_offset"
     )
@@ -21,7 +23,12 @@ def with_deduplicated_events(raw_df: DataFrame) -> DataFrame:
         raw_df.filter(F.col("event_id").isNotNull() & F.col("occurred_at").isNotNull())
         .withColumn("_n", F.row_number().over(first))
         .filter(F.col("_n") == 1)
-        .select(*RAW_COLUMNS, F.to_date("occurred_at").cast("string").alias("event_date"))
+        .select(
+            *RAW_COLUMNS,
+            F.to_date("occurred_at").cast("string").alias("event_date"),
+            # Parsed once here; gold and the quality gate read it instead of parsing the JSON text again.
+            F.from_json("properties", PROPERTIES_SCHEMA).alias(TYPED_PROPERTIES),
+        )
     )
 
 

@@ -177,10 +177,17 @@ def batch_spark(app_name: str, settings: Settings | None = None) -> SparkSession
 
 
 def ensure_table(spark: SparkSession, df: DataFrame, spec: TableSpec, path: str) -> None:
-    """Create the Delta table at `path` with the DataFrame's schema if it does not exist yet."""
+    """Create the Delta table at `path` with the DataFrame's schema if it does not exist yet, or add the
+    DataFrame's columns it lacks."""
     from delta.tables import DeltaTable
 
     if DeltaTable.isDeltaTable(spark, path):
+        # A column added to the job since the table was created (e.g. bronze's typed_properties).
+        present = set(spark.read.format("delta").load(path).columns)
+        missing = [f for f in df.schema.fields if f.name not in present]
+        if missing:
+            added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
         return
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
     if spec.partition_by:

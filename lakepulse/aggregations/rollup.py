@@ -20,34 +20,57 @@ from lakepulse.catalog import Catalog, get_catalog
 GRANULARITIES: dict[str, str] = {"minute": "1 minute", "hour": "1 hour", "day": "1 day"}
 
 
-def _merged_buckets() -> Column:
-    lists = F.collect_list("buckets")
-    first = F.get(lists, 0)
-    summed = F.aggregate(
-        F.slice(lists, 2, F.greatest(F.size(lists) - 1, F.lit(0))),
-        first,
-        lambda acc, x: F.zip_with(acc, x, lambda a, b: a + b),
-    )
-    return F.when(F.size(lists) > 0, summed).cast("array<long>")
+def _merged_buckets(catalog: Catalog) -> Column:
+    """Element-wise sum of the rows' bucket arrays (null when no row has one): one sum per index keeps
+    the aggregation hash-based, where collecting the arrays would not."""
+    lengths = {m.name: m.bucket_count for m in catalog.metrics if m.kind == "distribution"}
+    if not lengths:
+        return F.lit(None).cast("array<long>")
+    sums = F.array(*[F.sum(F.get(F.col("buckets"), i)) for i in range(max(lengths.values()))])
+    summed: Column = sums
+    for name, length in lengths.items():
+        # Distributions may declare different bucket counts: keep each metric's own length.
+        summed = F.when(F.col("metric") == name, F.slice(sums, 1, length)).otherwise(summed)
+    return F.when(F.count("buckets") > 0, summed).cast("array<long>")
 
 
-def _merge_aggs() -> list[Column]:
-    return [
+def _merge_aggs(catalog: Catalog, sketches: bool) -> list[Column]:
+    aggs = [
         F.sum("count").cast("long").alias("count"),
         F.sum("sum").alias("sum"),
         F.min("min").alias("min"),
         F.max("max").alias("max"),
-        # Only distinct metrics carry sketches; keep the others null instead of an empty sketch.
-        F.when(F.count("hll_sketch") > 0, F.hll_union_agg("hll_sketch", True)).alias("hll_sketch"),
-        F.when(F.count("theta_sketch") > 0, F.theta_union_agg("theta_sketch", THETA_LG_NOM_ENTRIES)).alias(
-            "theta_sketch"
-        ),
-        _merged_buckets().alias("buckets"),
+        _merged_buckets(catalog).alias("buckets"),
         F.max("updated_at").alias("updated_at"),
     ]
+    if sketches:
+        # Only distinct metrics carry sketches; keep the others null instead of an empty sketch.
+        aggs += [
+            F.when(F.count("hll_sketch") > 0, F.hll_union_agg("hll_sketch", True)).alias("hll_sketch"),
+            F.when(F.count("theta_sketch") > 0, F.theta_union_agg("theta_sketch", THETA_LG_NOM_ENTRIES)).alias(
+                "theta_sketch"
+            ),
+        ]
+    else:
+        aggs += [F.lit(None).cast("binary").alias("hll_sketch"), F.lit(None).cast("binary").alias("theta_sketch")]
+    return aggs
 
 
 def _merge(partials_df: DataFrame, window_start: Column, window_end: Column) -> DataFrame:
+    catalog = get_catalog()
+    sketched = [m.name for m in catalog.metrics if m.kind == "distinct"]
+    if sketched and not partials_df.isStreaming:
+        # Sketch unions are object aggregations, slow for many groups: only distinct metrics pay for them.
+        is_sketched = F.col("metric").isin(sketched)
+        return _merged(partials_df.filter(~is_sketched), window_start, window_end, catalog, False).unionByName(
+            _merged(partials_df.filter(is_sketched), window_start, window_end, catalog, True)
+        )
+    return _merged(partials_df, window_start, window_end, catalog, True)
+
+
+def _merged(
+    partials_df: DataFrame, window_start: Column, window_end: Column, catalog: Catalog, sketches: bool
+) -> DataFrame:
     # A map cannot be a grouping key; its sorted entries can, and rebuild the same map.
     grouped = partials_df.withColumn("_dims_entries", F.array_sort(F.map_entries("dims"))).groupBy(
         "tenant_id",
@@ -57,7 +80,7 @@ def _merge(partials_df: DataFrame, window_start: Column, window_end: Column) -> 
         window_start.alias("window_start"),
         window_end.alias("window_end"),
     )
-    return grouped.agg(*_merge_aggs()).select(
+    return grouped.agg(*_merge_aggs(catalog, sketches)).select(
         "tenant_id",
         "metric",
         "dims_key",

@@ -151,6 +151,11 @@ def with_parsed_events(raw_df: DataFrame, value_col: str = "value") -> DataFrame
     )
 
 
+# Optional column beside the JSON text `properties`: the same properties already parsed with
+# PROPERTIES_SCHEMA (bronze stores it so that every later read skips the JSON parse).
+TYPED_PROPERTIES = "typed_properties"
+
+
 def with_normalized_events(events_df: DataFrame) -> DataFrame:
     """Envelope rows from any landing (properties as JSON string or struct, times as string or timestamp)
     → exactly RAW_EVENT_SCHEMA's columns and types."""
@@ -161,7 +166,12 @@ def with_normalized_events(events_df: DataFrame) -> DataFrame:
         if name not in types:
             cols.append(F.lit(None).cast(field.dataType).alias(name))
         elif name == "properties" and isinstance(types[name], StringType):
-            cols.append(F.from_json(F.col(name), PROPERTIES_SCHEMA).alias(name))
+            parsed = F.from_json(F.col(name), PROPERTIES_SCHEMA)
+            typed = types.get(TYPED_PROPERTIES)
+            if typed is not None and typed.simpleString() == PROPERTIES_SCHEMA.simpleString():
+                # Parsed once when the row was written (bronze); rows from before that are parsed here.
+                parsed = F.coalesce(F.col(TYPED_PROPERTIES), parsed)
+            cols.append(parsed.alias(name))
         elif name == "properties":
             # A struct with other/extra fields (e.g. a Parquet landing): round-trip through JSON so that
             # missing fields become null and types coerce exactly as they would from Kafka.
