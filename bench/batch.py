@@ -21,7 +21,8 @@ from pathlib import Path
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, SparkSession
 
-from lakepulse.settings import get_settings
+from lakepulse.platform.components.minio import s3_client
+from lakepulse.settings import Settings, get_settings
 from spark_jobs import bronze, gold, quality
 from spark_jobs.common import Lake, TimeRange, batch_spark
 from spark_jobs.raw import RAW_COLUMNS
@@ -80,19 +81,29 @@ def synthetic_raw(spark: SparkSession, events: int, duplicate_fraction: float = 
     return rows.unionByName(dups).select(*RAW_COLUMNS)
 
 
+def delete_prefix(settings: Settings, root: str) -> None:
+    """Delete every object under an s3a:// root of the lake bucket (a day of events is gigabytes)."""
+    client = s3_client(settings)
+    prefix = root.removeprefix(f"s3a://{settings.s3_bucket}/").rstrip("/") + "/"
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=settings.s3_bucket, Delete={"Objects": keys})
+
+
 def main() -> None:
     """Generate, rebuild, report (and optionally append to BENCHMARKS.md)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--quality", action="store_true", help="also time the quality gate")
     parser.add_argument("--append", type=Path, default=None, help="append the result to this markdown file")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark's lake (default: delete it)")
     args = parser.parse_args()
     # local[2] runs every task in the driver JVM; the default 1 GB heap is too small for a day of events.
     os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 6g pyspark-shell")
     settings = get_settings()
     lake = Lake.from_settings(settings, f"s3a://{settings.s3_bucket}/tmp/bench_batch_{uuid.uuid4().hex[:8]}")
     spark = batch_spark("lakepulse-bench-batch")
-    spark.conf.set("spark.sql.shuffle.partitions", "8")
     rng = TimeRange(DAY, DAY + timedelta(days=1))
     timings: dict[str, float] = {}
     try:
@@ -116,6 +127,8 @@ def main() -> None:
         timings["raw → gold (bronze + gold)"] = timings["bronze"] + timings["gold (minute, hour, day, orders)"]
     finally:
         spark.stop()
+        if not args.keep:
+            delete_prefix(settings, lake.raw_root.rsplit("/", 1)[0])
     result = {"events": args.events, "bronze_rows": bronze_rows,
               "minute_rows": gold_counts["minute"]["numTargetRowsInserted"], "seconds": timings}
     print(json.dumps(result, indent=2))
