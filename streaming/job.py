@@ -1,6 +1,6 @@
 """The speed layer job: `events.raw` → minute aggregates, live order/courier state → Pinot upsert topics.
 
-Seven micro-batch queries share one Spark application (local[2] by default):
+Seven micro-batch queries share one Spark application (local mode with 4 task threads by default):
 
 | query     | plan                                                                   | sink (mode)              |
 |-----------|------------------------------------------------------------------------|--------------------------|
@@ -297,7 +297,7 @@ def main() -> int:
     checkpoints.mkdir(parents=True, exist_ok=True)
     spark = build_spark(
         "lakepulse-streaming",
-        settings,
+        settings.model_copy(update={"spark_master": streaming.spark_master(settings)}),
         **{
             "spark.sql.shuffle.partitions": str(streaming.shuffle_partitions),
             "spark.driver.memory": streaming.driver_memory,
