@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from streaming.config import interval_seconds
+from lakepulse.settings import Settings
+from streaming.config import StreamingSettings, interval_seconds
 from streaming.late import LateTracker
 from streaming.monitor import offsets_behind, watermark_epoch
 
 T = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_job_runs_more_local_task_threads_than_cores_and_keeps_a_cluster_master() -> None:
+    streaming = StreamingSettings(local_task_slots=4)
+    assert streaming.spark_master(Settings(spark_master="local[2]")) == "local[4]"
+    assert streaming.spark_master(Settings(spark_master="spark://spark-master:7077")) == "spark://spark-master:7077"
 
 
 def test_threshold_is_max_of_earlier_batches_minus_delay(tmp_path: Path) -> None:
