@@ -201,16 +201,18 @@ def merge_rows(
 ) -> dict[str, int]:
     """MERGE rows into the table on its keys: insert new rows, rewrite changed ones (spec.changed) and,
     with `delete_missing`, delete target rows inside `scope` (SQL over t) that the source no longer has.
-    A scope the table holds no row of yet is appended instead. Returns rows inserted/updated/deleted."""
+    When the table holds no row in scope yet, the rows are appended instead. Returns rows
+    inserted/updated/deleted."""
     from delta.tables import DeltaTable
 
     started = time.monotonic()
     ensure_table(spark, source_df, spec, path)
     target = DeltaTable.forPath(spark, path)
     before = _version(target)
-    if scope and target.toDF().alias("t").where(scope).isEmpty():
-        # First build of the scope: nothing to match, update or delete, so an append writes the same rows
-        # without MERGE's join and source materialisation.
+    in_scope = target.toDF().alias("t").where(scope) if scope else target.toDF()
+    if in_scope.isEmpty():
+        # First build (of the scope, or of the whole table when there is none): nothing to match, update or
+        # delete, so an append writes the same rows without MERGE's join and source materialisation.
         source_df.write.format("delta").mode("append").save(path)
         added = target.history(1).select("operationMetrics").collect()[0][0] or {}
         metrics = {"numTargetRowsInserted": int(added.get("numOutputRows", 0)), "numTargetRowsUpdated": 0,
