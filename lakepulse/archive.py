@@ -23,27 +23,26 @@ from rich.table import Table
 from lakepulse.settings import Settings, get_settings
 
 RAW_PREFIX = "raw"
-PARTITIONING = ds.partitioning(pa.schema([("event_date", pa.string()), ("event_hour", pa.int32())]), flavor="hive")
+PARTITIONING = ds.partitioning(pa.schema([("event_date", pa.string()), ("event_hour", pa.int32())]),
+                               flavor="hive")
 TS = pa.timestamp("us", tz="UTC")
 # The Parquet columns the sink writes (connect-plugin RawEventWriteSupport), plus the partition columns.
-RAW_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("tenant_id", pa.string()),
-        ("event_type", pa.string()),
-        ("occurred_at", TS),
-        ("received_at", TS),
-        ("source", pa.string()),
-        ("device_family", pa.string()),
-        ("properties", pa.string()),  # the event's properties object, JSON text exactly as received
-        ("extra", pa.string()),  # any other top-level fields as a JSON object (null when none)
-        ("kafka_topic", pa.string()),
-        ("kafka_partition", pa.int32()),
-        ("kafka_offset", pa.int64()),
-        ("event_date", pa.string()),
-        ("event_hour", pa.int32()),
-    ]
-)
+RAW_SCHEMA = pa.schema([
+    ("event_id", pa.string()),
+    ("tenant_id", pa.string()),
+    ("event_type", pa.string()),
+    ("occurred_at", TS),
+    ("received_at", TS),
+    ("source", pa.string()),
+    ("device_family", pa.string()),
+    ("properties", pa.string()),  # the event's properties object, JSON text exactly as received
+    ("extra", pa.string()),  # any other top-level fields as a JSON object (null when none)
+    ("kafka_topic", pa.string()),
+    ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+    ("event_date", pa.string()),
+    ("event_hour", pa.int32()),
+])
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,9 @@ class Count:
 def filesystem(settings: Settings) -> fs.S3FileSystem:
     """pyarrow's S3 filesystem on the configured endpoint (MinIO locally)."""
     scheme, _, host = settings.s3_endpoint.partition("://")
-    return fs.S3FileSystem(
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key,
-        endpoint_override=host,
-        scheme=scheme,
-        region=settings.s3_region,
-        force_virtual_addressing=False,
-    )
+    return fs.S3FileSystem(access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+                           endpoint_override=host, scheme=scheme, region=settings.s3_region,
+                           force_virtual_addressing=False)
 
 
 def root(settings: Settings, prefix: str = RAW_PREFIX) -> str:
@@ -98,7 +92,7 @@ def partitions(settings: Settings, prefix: str = RAW_PREFIX) -> list[HourPartiti
     for info in infos:
         if info.type != fs.FileType.File or not info.path.endswith(".parquet"):
             continue
-        parts = dict(p.split("=", 1) for p in info.path[len(base) + 1 :].split("/")[:-1] if "=" in p)
+        parts = dict(p.split("=", 1) for p in info.path[len(base) + 1:].split("/")[:-1] if "=" in p)
         if "event_date" in parts and "event_hour" in parts:
             found.setdefault((parts["event_date"], int(parts["event_hour"])), []).append(info.size or 0)
     return [HourPartition(d, h, len(sizes), sum(sizes)) for (d, h), sizes in sorted(found.items())]
@@ -119,9 +113,8 @@ def dataset(settings: Settings, prefix: str = RAW_PREFIX) -> ds.Dataset:
     if s3.get_file_info(root(settings, prefix)).type == fs.FileType.NotFound:
         partition_fields = [f for f in PARTITIONING.schema if f.name not in RAW_SCHEMA.names]
         return ds.dataset(pa.schema([*RAW_SCHEMA, *partition_fields]).empty_table())
-    return ds.dataset(
-        root(settings, prefix), filesystem=s3, format="parquet", partitioning=PARTITIONING, schema=RAW_SCHEMA
-    )
+    return ds.dataset(root(settings, prefix), filesystem=s3, format="parquet",
+                      partitioning=PARTITIONING, schema=RAW_SCHEMA)
 
 
 def _between(start: datetime, end: datetime) -> pc.Expression:
@@ -148,14 +141,8 @@ def dedup_by_event_id(table: pa.Table) -> pa.Table:
     """One row per event_id: the one first in Kafka (lowest topic/partition/offset)."""
     if table.num_rows == 0:
         return table
-    ordered = table.sort_by(
-        [
-            ("event_id", "ascending"),
-            ("kafka_topic", "ascending"),
-            ("kafka_partition", "ascending"),
-            ("kafka_offset", "ascending"),
-        ]
-    )
+    ordered = table.sort_by([("event_id", "ascending"), ("kafka_topic", "ascending"),
+                             ("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
     ids = ordered.column("event_id")
     first = pc.fill_null(pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)), True)
     keep = pa.concat_arrays([pa.array([True]), first.combine_chunks()])
@@ -168,11 +155,8 @@ def count_events(settings: Settings, start: datetime, end: datetime, prefix: str
     data = dataset(settings, prefix)
     for hour in hours(start, end):
         lo, hi = max(hour, start), min(hour + timedelta(hours=1), end)
-        expr = (
-            (pc.field("event_date") == hour.date().isoformat())
-            & (pc.field("event_hour") == hour.hour)
-            & _between(lo, hi)
-        )
+        expr = ((pc.field("event_date") == hour.date().isoformat()) & (pc.field("event_hour") == hour.hour)
+                & _between(lo, hi))
         ids = data.to_table(columns=["event_id"], filter=expr).column("event_id")
         rows += len(ids)
         unique += pc.count_distinct(ids).as_py()
@@ -181,9 +165,8 @@ def count_events(settings: Settings, start: datetime, end: datetime, prefix: str
 
 # ---- commands (registered by the CLI as `lakepulse archive ...`) ----
 
-app = typer.Typer(
-    help="Inspect the raw archive (Parquet in S3, written by the raw-archive sink).", no_args_is_help=True
-)
+app = typer.Typer(help="Inspect the raw archive (Parquet in S3, written by the raw-archive sink).",
+                  no_args_is_help=True)
 console = Console()
 
 
@@ -206,9 +189,8 @@ def partitions_command(
     for p in found:
         table.add_row(p.event_date, f"{p.event_hour:02d}", str(p.objects), f"{p.bytes / 2**20:.2f}")
     console.print(table)
-    console.print(
-        f"{len(found)} hours, {sum(p.objects for p in found)} objects, {sum(p.bytes for p in found) / 2**20:.1f} MiB"
-    )
+    console.print(f"{len(found)} hours, {sum(p.objects for p in found)} objects, "
+                  f"{sum(p.bytes for p in found) / 2**20:.1f} MiB")
 
 
 @app.command("count")
@@ -225,4 +207,5 @@ def count_command(
     console.print(f"rows={c.rows} unique_events={c.unique_events} duplicates={c.duplicates}")
 
 
-__all__ = ["Count", "HourPartition", "app", "count_events", "dedup_by_event_id", "partitions", "read_events"]
+__all__ = ["Count", "HourPartition", "app", "count_events", "dedup_by_event_id", "partitions",
+           "read_events"]

@@ -15,11 +15,8 @@ from lakepulse.batch_cli import backfill
 from lakepulse.generator.cli import generate
 from lakepulse.platform import stack
 
-app = typer.Typer(
-    help="lakepulse: real-time analytics on Kafka, Spark, Delta, Pinot, Trino and Airflow.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
+app = typer.Typer(help="lakepulse: real-time analytics on Kafka, Spark, Delta, Pinot, Trino and Airflow.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
 # Wide enough for the status table when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -59,7 +56,8 @@ def up(
 
 
 @app.command()
-def down(purge: Annotated[bool, typer.Option(help="Also delete all data (topics, buckets, tables).")] = False) -> None:
+def down(purge: Annotated[bool, typer.Option(help="Also delete all data (topics, buckets, tables).")] = False
+         ) -> None:
     """Stop every process of the stack."""
     stack.down(stack.context(), purge)
 

@@ -72,7 +72,9 @@ class _Buffer:
     closing: bool = False
 
 
-def backoff_delay(attempt: int, base_s: float, cap_s: float, retry_after: str | None, rng: random.Random) -> float:
+def backoff_delay(
+    attempt: int, base_s: float, cap_s: float, retry_after: str | None, rng: random.Random
+) -> float:
     """Seconds before retry `attempt` (from 1): Retry-After if given, else capped jittered exponential."""
     if retry_after is not None and retry_after.strip().isdigit():
         return min(float(retry_after), cap_s)
@@ -190,7 +192,9 @@ class IngestClient:
             while self._buffer.lines or self._buffer.in_flight:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"{len(self._buffer.lines) + self._buffer.in_flight} events still unsent")
+                    raise TimeoutError(
+                        f"{len(self._buffer.lines) + self._buffer.in_flight} events still unsent"
+                    )
                 self._changed.wait(remaining)
             self._buffer.flush_requested = False
             failed_now = self._stats.failed - self._failed_at_last_flush
@@ -225,7 +229,9 @@ class IngestClient:
             while True:
                 waiting = len(buffer.lines)
                 age = time.monotonic() - buffer.oldest_at
-                if waiting and (waiting >= self.batch_size or buffer.flush_requested or age >= self.flush_interval_s):
+                if waiting and (
+                    waiting >= self.batch_size or buffer.flush_requested or age >= self.flush_interval_s
+                ):
                     count = min(waiting, self.batch_size)
                     batch = [buffer.lines.popleft() for _ in range(count)]
                     buffer.in_flight += count

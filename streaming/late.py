@@ -43,7 +43,9 @@ class LateTracker:
         if not self.path.exists():
             return None
         raw = json.loads(self.path.read_text())
-        return BatchMark(raw["batch_id"], _dt(raw["max_before"]), _dt(raw["threshold"]), _dt(raw["max_after"]))
+        return BatchMark(
+            raw["batch_id"], _dt(raw["max_before"]), _dt(raw["threshold"]), _dt(raw["max_after"])
+        )
 
     def threshold(self, batch_id: int, floor: datetime | None = None) -> datetime | None:
         """The threshold of `batch_id`: the stored one on a replay, else computed (and the floor applied)."""
@@ -70,3 +72,4 @@ class LateTracker:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new mark, never half of one
         self.last = mark
+

@@ -61,20 +61,12 @@ class Monitor(Collector):
         self.active: set[str] = set()
         self.failed: dict[str, str] = {}
         self.newest_received_at: float | None = None
-        self.late = Counter(
-            f"{PREFIX}_late_events",
-            "Events beyond the watermark (also written to the late-events topic)",
-            ["tenant_id", "source"],
-            registry=self.registry,
-        )
-        self.valid = Counter(
-            f"{PREFIX}_events",
-            "Valid events read by the late-events query (denominator of the late rate)",
-            registry=self.registry,
-        )
-        self.dlq = Counter(
-            f"{PREFIX}_dlq_events", "Unplaceable messages sent to the DLQ", ["reason"], registry=self.registry
-        )
+        self.late = Counter(f"{PREFIX}_late_events", "Events beyond the watermark (also written to the "
+                            "late-events topic)", ["tenant_id", "source"], registry=self.registry)
+        self.valid = Counter(f"{PREFIX}_events", "Valid events read by the late-events query "
+                             "(denominator of the late rate)", registry=self.registry)
+        self.dlq = Counter(f"{PREFIX}_dlq_events", "Unplaceable messages sent to the DLQ", ["reason"],
+                           registry=self.registry)
         self.registry.register(self)
 
     # Listener side -------------------------------------------------------------------------------
@@ -115,21 +107,15 @@ class Monitor(Collector):
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         if self._consumer is None:
-            self._consumer = Consumer(
-                {
-                    "bootstrap.servers": self.bootstrap,
-                    "group.id": "lakepulse-streaming-lag",
-                    "enable.auto.commit": False,
-                }
-            )
+            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "lakepulse-streaming-lag",
+                                       "enable.auto.commit": False})
         cache: dict[tuple[str, int], int | None] = {}
 
         def log_end(topic: str, partition: int) -> int | None:
             if (topic, partition) not in cache:
                 try:
                     cache[(topic, partition)] = self._consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=2
-                    )[1]
+                        TopicPartition(topic, partition), timeout=2)[1]
                 except KafkaException:
                     cache[(topic, partition)] = None
             return cache[(topic, partition)]
@@ -144,14 +130,11 @@ class Monitor(Collector):
             missing = sorted(self.expected - (self.active & (set(self.progress) | set(self.idle_at))))
             body = {
                 "ready": not missing and not self.failed,
-                "queries": {
-                    n: {"active": n in self.active, "batch": self.progress.get(n, {}).get("batchId")}
-                    for n in sorted(self.expected)
-                },
+                "queries": {n: {"active": n in self.active, "batch": self.progress.get(n, {}).get("batchId")}
+                            for n in sorted(self.expected)},
                 "failed": self.failed,
                 "offsets_behind": sum(offsets_behind(p, log_end) for p in self.progress.values()),
-                "freshness_s": None
-                if self.newest_received_at is None
+                "freshness_s": None if self.newest_received_at is None
                 else round(time.time() - self.newest_received_at, 1),
             }
         return bool(body["ready"]), body
@@ -163,26 +146,18 @@ class Monitor(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = time.time()
         gauges = {
-            "offsets_behind": GaugeMetricFamily(
-                f"{PREFIX}_offsets_behind", "Stream lag: Kafka records not yet read by the query", labels=["query"]
-            ),
-            "batch_age": GaugeMetricFamily(
-                f"{PREFIX}_last_progress_age_seconds",
-                "Seconds since the query last completed a trigger",
-                labels=["query"],
-            ),
-            "duration": GaugeMetricFamily(
-                f"{PREFIX}_batch_duration_seconds", "Wall time of the last micro-batch", labels=["query"]
-            ),
-            "rate": GaugeMetricFamily(
-                f"{PREFIX}_processed_rows_per_second",
-                "Rows processed per second in the last micro-batch",
-                labels=["query"],
-            ),
-            "watermark_delay": GaugeMetricFamily(
-                f"{PREFIX}_watermark_delay_seconds", "Now minus the query's event-time watermark", labels=["query"]
-            ),
-            "active": GaugeMetricFamily(f"{PREFIX}_query_active", "1 while the query runs", labels=["query"]),
+            "offsets_behind": GaugeMetricFamily(f"{PREFIX}_offsets_behind", "Stream lag: Kafka records "
+                                                "not yet read by the query", labels=["query"]),
+            "batch_age": GaugeMetricFamily(f"{PREFIX}_last_progress_age_seconds", "Seconds since the "
+                                           "query last completed a trigger", labels=["query"]),
+            "duration": GaugeMetricFamily(f"{PREFIX}_batch_duration_seconds", "Wall time of the last "
+                                          "micro-batch", labels=["query"]),
+            "rate": GaugeMetricFamily(f"{PREFIX}_processed_rows_per_second", "Rows processed per second "
+                                      "in the last micro-batch", labels=["query"]),
+            "watermark_delay": GaugeMetricFamily(f"{PREFIX}_watermark_delay_seconds", "Now minus the "
+                                                 "query's event-time watermark", labels=["query"]),
+            "active": GaugeMetricFamily(f"{PREFIX}_query_active", "1 while the query runs",
+                                        labels=["query"]),
         }
         log_end = self._log_end()
         with self.lock:
@@ -202,10 +177,8 @@ class Monitor(Collector):
                     gauges["watermark_delay"].add_metric([name], now - watermark)
             newest = self.newest_received_at
         yield from gauges.values()
-        freshness = GaugeMetricFamily(
-            f"{PREFIX}_freshness_seconds",
-            "Now minus the received_at of the newest event read (grows when ingest stops or the job stalls)",
-        )
+        freshness = GaugeMetricFamily(f"{PREFIX}_freshness_seconds", "Now minus the received_at of the "
+                                      "newest event read (grows when ingest stops or the job stalls)")
         if newest is not None:
             freshness.add_metric([], now - newest)
         yield freshness

@@ -87,7 +87,9 @@ def with_order_state(events_df: DataFrame, updated_at: Column | None = None) -> 
         F.when(F.col("event_type") == "order_placed", F.col("properties.amount")).alias("_amount"),
         F.when(F.col("event_type") == "order_placed", F.col("properties.currency")).alias("_currency"),
         F.when(F.col("event_type") == "rating_submitted", F.col("properties.food_rating")).alias("_food"),
-        F.when(F.col("event_type") == "rating_submitted", F.col("properties.delivery_rating")).alias("_deliv"),
+        F.when(F.col("event_type") == "rating_submitted", F.col("properties.delivery_rating")).alias(
+            "_deliv"
+        ),
     )
     rank = _rank(F.col("_status"), ORDER_STATUSES)
     # Unknown status values get no rank and so never become the current status.

@@ -204,8 +204,7 @@ class Evaluator:
         # The baseline covers only minutes the series has data since (not "zero before it existed").
         first = min(minute for _dims_key, minute in self.table.rows(tenant, rule.metric))
         baseline = [
-            v
-            for i in range(1, rule.baseline_minutes + 1)
+            v for i in range(1, rule.baseline_minutes + 1)
             if end - i * MINUTE_MS >= first
             and (v := window_value(self.table, rule, tenant, end - i * MINUTE_MS)) is not None
         ]

@@ -58,12 +58,8 @@ def post_webhook(url: str, event: AlertEvent, attempts: int, backoff_s: float, t
     """POST the event with retries (exponential backoff); the event id doubles as the idempotency key."""
     for attempt in range(attempts):
         try:
-            response = httpx.post(
-                url,
-                content=event.to_json(),
-                timeout=timeout_s,
-                headers={"Content-Type": "application/json", "Idempotency-Key": event.id},
-            )
+            response = httpx.post(url, content=event.to_json(), timeout=timeout_s,
+                                  headers={"Content-Type": "application/json", "Idempotency-Key": event.id})
             if response.is_success:
                 return True
             if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
@@ -88,7 +84,8 @@ def _offsets_since(consumer: Consumer, topic: str, since_ms: int, attempts: int 
     for attempt in range(attempts):
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            return list(consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts], timeout=10))
+            return list(consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts],
+                                                   timeout=10))
         except KafkaException:
             if attempt == attempts - 1:
                 raise
@@ -104,29 +101,18 @@ def run(settings: Settings, alerts: AlertSettings, stop: threading.Event) -> Non
     evaluator = Evaluator(rules, state)
     metrics = {r.metric for r in rules}
     topic = settings.topic_metrics_minute
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "lakepulse-alerts",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "latest",
-        }
-    )
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "lakepulse-alerts",
+                         "enable.auto.commit": False, "auto.offset.reset": "latest"})
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
+                         "enable.idempotence": True})
     try:
         # Rebuild windows and baselines: start from the records of the last `keep_minutes`.
         since_ms = int(time.time() * 1000) - evaluator.table.keep_minutes * 60_000
         starts = _offsets_since(consumer, topic, since_ms)
         # No record since then: start at the current end as a concrete offset (OFFSET_END would resolve
         # lazily at the first fetch and skip what is produced in between).
-        consumer.assign(
-            [
-                tp
-                if tp.offset >= 0
-                else TopicPartition(topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[1])
-                for tp in starts
-            ]
-        )
+        consumer.assign([tp if tp.offset >= 0 else TopicPartition(
+            topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[1]) for tp in starts])
         log.info("evaluating %d rules on %s", len(rules), topic)
         heartbeat = alerts.heartbeat_path(settings)
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
@@ -152,9 +138,8 @@ def run(settings: Settings, alerts: AlertSettings, stop: threading.Event) -> Non
                 log.info("%s %s (value %s)", event.status, event.id, event.value)
                 rule = next(r for r in rules if r.id == event.rule_id)
                 if rule.webhook:
-                    post_webhook(
-                        rule.webhook, event, alerts.webhook_attempts, alerts.webhook_backoff_s, alerts.webhook_timeout_s
-                    )
+                    post_webhook(rule.webhook, event, alerts.webhook_attempts, alerts.webhook_backoff_s,
+                                 alerts.webhook_timeout_s)
             # Saved once topic and webhook have the events: a crash before this re-sends (same event id,
             # the receiver's idempotency key), never skips.
             _save_state(state_path, evaluator.state)

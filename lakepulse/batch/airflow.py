@@ -35,9 +35,8 @@ class LakepulseSparkSubmitOperator(SparkSubmitOperator):
         settings = get_settings()
         # A connection given in the environment or the metadata DB wins; this is the local default.
         # JSON form: a `spark://local[2]` URI would silently become `--master yarn`.
-        os.environ.setdefault(
-            f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}", json.dumps({"conn_type": "spark", "host": settings.spark_master})
-        )
+        os.environ.setdefault(f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}",
+                              json.dumps({"conn_type": "spark", "host": settings.spark_master}))
         self.jars = ",".join(str(j) for j in spark_jars(settings.cache_dir)) or None
         self.env_vars = {
             "PYSPARK_PYTHON": sys.executable,

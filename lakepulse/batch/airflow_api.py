@@ -27,9 +27,8 @@ class AirflowApi:
         return cls(url, response.json()["access_token"])
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(
-            method, f"{self.url}/api/v2{path}", timeout=30, headers={"Authorization": f"Bearer {self.token}"}, **kwargs
-        )
+        response = httpx.request(method, f"{self.url}/api/v2{path}", timeout=30,
+                                 headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
         if response.status_code >= 400:
             raise RuntimeError(f"Airflow {method} {path}: {response.status_code} {response.text[:500]}")
         return response.json()
@@ -58,14 +57,8 @@ class AirflowApi:
         tasks = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return str(run["state"]), {t["task_id"]: str(t["state"]) for t in tasks.get("task_instances", [])}
 
-    def wait(
-        self,
-        dag_id: str,
-        run_id: str,
-        timeout: float,
-        on_change: Callable[[str, dict[str, str]], None] | None = None,
-        poll: float = 5.0,
-    ) -> str:
+    def wait(self, dag_id: str, run_id: str, timeout: float, on_change: Callable[[str, dict[str, str]], None]
+             | None = None, poll: float = 5.0) -> str:
         """Poll until the run succeeds or fails (or `timeout` passes: TimeoutError); returns its state."""
         deadline = time.monotonic() + timeout
         last: tuple[str, dict[str, str]] | None = None

@@ -11,21 +11,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = "metrics_minute"
-MINUTE_COLUMNS = (
-    "tenant_id",
-    "metric",
-    "dims_key",
-    "dims",
-    "window_start",
-    "count",
-    "sum",
-    "min",
-    "max",
-    "buckets",
-    "hll_sketch",
-    "theta_sketch",
-    "updated_at",
-)
+MINUTE_COLUMNS = ("tenant_id", "metric", "dims_key", "dims", "window_start", "count", "sum", "min", "max",
+                  "buckets", "hll_sketch", "theta_sketch", "updated_at")
 PAGE = timedelta(hours=1)
 ROW_LIMIT = 1_000_000
 
@@ -50,18 +37,14 @@ def minute_rows(broker_url: str, start: datetime, end: datetime, tenant_prefix: 
     """Every current (upserted) Pinot minute row with window_start in [start, end), an hour per query."""
     rows: list[dict[str, Any]] = []
     # TIMESTAMP columns come back as text in the server's zone; as epoch millis they are unambiguous.
-    cols = ", ".join(
-        f'CAST("{c}" AS LONG) AS "{c}"' if c in ("window_start", "updated_at") else f'"{c}"' for c in MINUTE_COLUMNS
-    )
+    cols = ", ".join(f'CAST("{c}" AS LONG) AS "{c}"' if c in ("window_start", "updated_at") else f'"{c}"'
+                     for c in MINUTE_COLUMNS)
     tenant = f" AND tenant_id LIKE '{tenant_prefix.replace(chr(39), '')}%'" if tenant_prefix else ""
     page_start = start
     while page_start < end:
         page_end = min(page_start + PAGE, end)
-        rows += broker_rows(
-            broker_url,
-            f"SELECT {cols} FROM {TABLE} WHERE window_start >= {_ms(page_start)} "
-            f"AND window_start < {_ms(page_end)}{tenant} LIMIT {ROW_LIMIT}",
-        )
+        rows += broker_rows(broker_url, f"SELECT {cols} FROM {TABLE} WHERE window_start >= {_ms(page_start)} "
+                                        f"AND window_start < {_ms(page_end)}{tenant} LIMIT {ROW_LIMIT}")
         page_start = page_end
     return rows
 
@@ -94,8 +77,7 @@ def enforce_retention(controller_url: str, table: str = TABLE) -> dict[str, Any]
         segments.update({"retentionTimeUnit": "DAYS", "retentionTimeValue": str(days)})
         httpx.put(f"{controller_url}/tables/{table}", json=live, timeout=30).raise_for_status()
         report["updated"] = True
-    run = httpx.get(
-        f"{controller_url}/periodictask/run", params={"taskname": "RetentionManager", "tableName": name}, timeout=30
-    )
+    run = httpx.get(f"{controller_url}/periodictask/run",
+                    params={"taskname": "RetentionManager", "tableName": name}, timeout=30)
     report["retention_manager"] = run.status_code
     return report

@@ -40,11 +40,8 @@ class Outcome:
 
 def _default_kwarg(key: str, value: Any) -> bool:
     # Keep the report to what the check was about: drop bookkeeping and default-valued options.
-    return (
-        key in ("batch_id", "result_format", "catch_exceptions", "meta")
-        or value is False
-        or (key == "mostly" and value == 1)
-    )
+    return key in ("batch_id", "result_format", "catch_exceptions", "meta") or value is False or (
+        key == "mostly" and value == 1)
 
 
 def _expectations(kind: str, params: dict[str, Any]) -> list[Any]:
@@ -52,10 +49,8 @@ def _expectations(kind: str, params: dict[str, Any]) -> list[Any]:
 
     if kind == "bronze":
         return [
-            *[
-                gxe.ExpectColumnValuesToNotBeNull(column=c)
-                for c in ("event_id", "tenant_id", "event_type", "occurred_at")
-            ],
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("event_id", "tenant_id", "event_type",
+                                                                    "occurred_at")],
             gxe.ExpectColumnValuesToBeUnique(column="event_id"),
             gxe.ExpectColumnValuesToMatchRegex(column="tenant_id", regex=r"^[A-Za-z0-9_-]{1,64}$"),
             gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0),
@@ -67,10 +62,8 @@ def _expectations(kind: str, params: dict[str, Any]) -> list[Any]:
         ]
     if kind == "gold":
         return [
-            *[
-                gxe.ExpectColumnValuesToNotBeNull(column=c)
-                for c in ("tenant_id", "metric", "dims_key", "window_start", "count")
-            ],
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("tenant_id", "metric", "dims_key",
+                                                                    "window_start", "count")],
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["tenant_id", "metric", "dims_key", "window_start"]),
             gxe.ExpectColumnValuesToBeInSet(column="metric", value_set=params["metrics"]),
             gxe.ExpectColumnValuesToBeBetween(column="count", min_value=1),
@@ -107,17 +100,15 @@ def validate(frames: dict[str, DataFrame], params: dict[str, Any]) -> list[Outco
             unexpected = res.get("partial_unexpected_list") or []
             if not unexpected and res.get("partial_unexpected_index_list"):
                 unexpected = res["partial_unexpected_index_list"]
-            outcomes.append(
-                Outcome(
-                    dataset=name,
-                    expectation=config.type,
-                    kwargs={k: v for k, v in config.kwargs.items() if v is not None},
-                    success=bool(r.success),
-                    observed=res.get("observed_value"),
-                    unexpected_count=res.get("unexpected_count"),
-                    examples=list(unexpected),
-                )
-            )
+            outcomes.append(Outcome(
+                dataset=name,
+                expectation=config.type,
+                kwargs={k: v for k, v in config.kwargs.items() if v is not None},
+                success=bool(r.success),
+                observed=res.get("observed_value"),
+                unexpected_count=res.get("unexpected_count"),
+                examples=list(unexpected),
+            ))
     return outcomes
 
 

@@ -41,9 +41,8 @@ def write_seam(settings: Settings, uri: str, seam: datetime, note: dict[str, Any
     """Store the seam (one small object, replaced atomically by S3)."""
     bucket, key = split_uri(uri)
     body = {"seam": seam.astimezone(UTC).isoformat(), "advanced_at": datetime.now(UTC).isoformat(), **note}
-    s3_client(settings).put_object(
-        Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json"
-    )
+    s3_client(settings).put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(),
+                                   ContentType="application/json")
 
 
 def next_seam(current: datetime | None, start: datetime, end: datetime) -> datetime | None:
@@ -81,26 +80,19 @@ def register_tables(settings: Settings, schema: str, delta_root: str) -> None:
     present = {row[0] for row in query(settings, f"SHOW TABLES FROM {schema}", 120)}
     for table in TRINO_TABLES:
         if table not in present:
-            query(
-                settings,
-                f"CALL {catalog}.system.register_table(schema_name => '{name}', "
-                f"table_name => '{table}', table_location => '{to_s3(delta_root)}/{table}')",
-                120,
-            )
+            query(settings, f"CALL {catalog}.system.register_table(schema_name => '{name}', "
+                            f"table_name => '{table}', table_location => '{to_s3(delta_root)}/{table}')", 120)
 
 
-def advance(
-    settings: Settings, seam_uri: str, schema: str, delta_root: str, start: datetime, end: datetime
-) -> dict[str, Any]:
+def advance(settings: Settings, seam_uri: str, schema: str, delta_root: str, start: datetime,
+            end: datetime) -> dict[str, Any]:
     """Move the seam past [start, end): re-create the Trino views with the new literal, then store it."""
     from lakepulse.platform.components.trino import query
 
     current = read_seam(settings, seam_uri)
     new = next_seam(current, start, end)
-    report: dict[str, Any] = {
-        "previous": current.isoformat() if current else None,
-        "range": [start.isoformat(), end.isoformat()],
-    }
+    report: dict[str, Any] = {"previous": current.isoformat() if current else None, "range": [
+        start.isoformat(), end.isoformat()]}
     if new is None:
         return {**report, "seam": report["previous"], "moved": False}
     register_tables(settings, schema, delta_root)

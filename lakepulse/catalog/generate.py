@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     """Write (or with --check, verify) the generated files under the repository root."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="verify only; exit 1 when files are stale")
-    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: this checkout)")
+    parser.add_argument(
+        "--root", type=Path, default=REPO_ROOT, help="repository root (default: this checkout)"
+    )
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files(args.root)

@@ -164,7 +164,9 @@ def parse_catalog(doc: dict[str, Any]) -> Catalog:
             raise CatalogError(f"{label}: a dimension is listed twice in {list(dims)}")
         for d in dims:
             if d not in dimensions:
-                raise CatalogError(f"{label}: unknown dimension {d!r}; known dimensions: {sorted(dimensions)}")
+                raise CatalogError(
+                    f"{label}: unknown dimension {d!r}; known dimensions: {sorted(dimensions)}"
+                )
             if dimensions[d].requires is not None and dimensions[d].requires != explode:
                 raise CatalogError(f"{label}: dimension {d!r} needs explode = {dimensions[d].requires!r}")
             if source != "events":

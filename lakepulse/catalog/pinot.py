@@ -116,7 +116,9 @@ def pinot_schema(table: PinotTable) -> dict[str, Any]:
             spec["notNull"] = True
         if pinot_type == "TIMESTAMP":
             spec["format"] = "1:MILLISECONDS:TIMESTAMP"
-            spec["granularity"] = "1:MINUTES" if field.name in ("window_start", "window_end") else "1:MILLISECONDS"
+            spec["granularity"] = (
+                "1:MINUTES" if field.name in ("window_start", "window_end") else "1:MILLISECONDS"
+            )
             date_times.append(spec)
         elif field.name in table.metric_columns:
             metrics.append(spec)
@@ -134,7 +136,9 @@ def pinot_schema(table: PinotTable) -> dict[str, Any]:
 
 def pinot_table(table: PinotTable, kafka_bootstrap: str | None = None) -> dict[str, Any]:
     """The Pinot REALTIME upsert table config JSON for one table."""
-    no_dictionary = [f.name for f in table.schema.fields if isinstance(f.dataType, BinaryType | ArrayType | MapType)]
+    no_dictionary = [
+        f.name for f in table.schema.fields if isinstance(f.dataType, BinaryType | ArrayType | MapType)
+    ]
     stream = {
         "streamType": "kafka",
         "stream.kafka.topic.name": _default(table.topic_setting),

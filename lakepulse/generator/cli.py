@@ -34,23 +34,33 @@ def _parse_start(value: str | None) -> datetime | None:
 
 
 def generate(
-    target: Annotated[TargetKind, typer.Option(help="Where events go: an NDJSON file, the ingest API or Kafka")] = (
-        TargetKind.file
-    ),
+    target: Annotated[
+        TargetKind, typer.Option(help="Where events go: an NDJSON file, the ingest API or Kafka")
+    ] = (TargetKind.file),
     output: Annotated[Path, typer.Option(help="NDJSON file for --target file")] = Path("events.ndjson"),
-    api_url: Annotated[str | None, typer.Option(help="Ingest API base URL (default: settings' ingest_port)")] = None,
+    api_url: Annotated[
+        str | None, typer.Option(help="Ingest API base URL (default: settings' ingest_port)")
+    ] = None,
     rate: Annotated[float, typer.Option(min=0.001, help="Mean events per second (steady state)")] = 1000.0,
     duration: Annotated[float, typer.Option(min=0.001, help="Run length in wall seconds")] = 60.0,
     seed: Annotated[int, typer.Option(help="Same seed and --start give the same events")] = 42,
     tenants: Annotated[int, typer.Option(min=1, help="Number of restaurants")] = 20,
-    start: Annotated[str | None, typer.Option(help="Event time of the start, RFC 3339 (default: now)")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Event time of the start, RFC 3339 (default: now)")
+    ] = None,
     time_scale: Annotated[float, typer.Option(min=0.001, help="Event-time seconds per wall second")] = 1.0,
     late_fraction: Annotated[float, typer.Option(min=0, max=1, help="Share of events sent late")] = 0.0,
     lateness: Annotated[float, typer.Option(min=0, help="How late, in event-time seconds (x1..1.5)")] = 600.0,
-    duplicate_fraction: Annotated[float, typer.Option(min=0, max=1, help="Share resent with the same id")] = 0.0,
-    out_of_order_fraction: Annotated[float, typer.Option(min=0, max=1, help="Share slightly reordered")] = 0.0,
+    duplicate_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Share resent with the same id")
+    ] = 0.0,
+    out_of_order_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Share slightly reordered")
+    ] = 0.0,
     disorder: Annotated[float, typer.Option(min=0, help="Max reordering delay, event-time seconds")] = 5.0,
-    malformed_fraction: Annotated[float, typer.Option(min=0, max=1, help="Share of extra invalid events")] = 0.0,
+    malformed_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of extra invalid events")
+    ] = 0.0,
     run_id: Annotated[str, typer.Option(help="Prefix of tenant ids, to tell runs apart")] = "",
     pace: Annotated[
         bool, typer.Option(help="Send at the wall-clock rate (api/kafka); off: as fast as possible")

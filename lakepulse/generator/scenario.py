@@ -103,7 +103,10 @@ def daily_intensity(moment: datetime) -> float:
 
 def _mean_intensity(start: datetime, seconds: float) -> float:
     steps = max(1, min(1440, int(seconds // 60)))
-    return sum(daily_intensity(start + timedelta(seconds=seconds * (i + 0.5) / steps)) for i in range(steps)) / steps
+    return (
+        sum(daily_intensity(start + timedelta(seconds=seconds * (i + 0.5) / steps)) for i in range(steps))
+        / steps
+    )
 
 
 class _Simulation:
@@ -121,7 +124,9 @@ class _Simulation:
     def event_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def schedule(self, at: datetime, tenant: Restaurant, event_type: str, source: str, **properties: Any) -> None:
+    def schedule(
+        self, at: datetime, tenant: Restaurant, event_type: str, source: str, **properties: Any
+    ) -> None:
         event = {
             "event_id": self.event_id(),
             "tenant_id": tenant.tenant_id,
@@ -224,7 +229,9 @@ class _Simulation:
             device=user.device,
             items=items,
         )
-        self.schedule(at, tenant, "order_status_changed", "partner-backend", order_id=order_id, status="placed")
+        self.schedule(
+            at, tenant, "order_status_changed", "partner-backend", order_id=order_id, status="placed"
+        )
         cancel_at_step = rng.randrange(1, 4) if rng.random() < CANCEL_PROBABILITY else None
         confirmed = at + timedelta(seconds=rng.uniform(30, 180))
         in_kitchen = confirmed + timedelta(seconds=rng.uniform(30, 120))
@@ -246,7 +253,9 @@ class _Simulation:
                     status="cancelled",
                 )
                 return
-            self.schedule(when, tenant, "order_status_changed", "partner-backend", order_id=order_id, status=status)
+            self.schedule(
+                when, tenant, "order_status_changed", "partner-backend", order_id=order_id, status=status
+            )
         for when, status in (
             (assigned, "assigned"),
             (arrived, "arrived_at_restaurant"),

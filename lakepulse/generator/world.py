@@ -81,7 +81,9 @@ def build_world(rng: random.Random, tenants: int, tenant_prefix: str = "") -> Wo
             for index, name in enumerate(dishes)
         )
         # Zipf-like popularity: a few restaurants take most orders, as on real marketplaces.
-        restaurants.append(Restaurant(tenant_id, country, COUNTRIES[country], cuisine, menu, 1.0 / number**0.8))
+        restaurants.append(
+            Restaurant(tenant_id, country, COUNTRIES[country], cuisine, menu, 1.0 / number**0.8)
+        )
     users = tuple(
         User(f"user-{index:06d}", rng.choice(sorted(COUNTRIES)), rng.choices(DEVICES, (45, 40, 15))[0])
         for index in range(max(50, tenants * 150))

@@ -62,17 +62,9 @@ def copy_dependencies(name: str, deps: Iterable[Dependency], dest: Path, work: P
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     run_logged(
-        [
-            require_maven(),
-            *MVN_FLAGS,
-            "-f",
-            pom,
-            f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={tmp}",
-        ],
-        log,
-        f"fetching {name} jars",
+        [require_maven(), *MVN_FLAGS, "-f", pom, f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+        log, f"fetching {name} jars",
     )
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -82,16 +74,9 @@ def copy_artifact(coords: str, dest_dir: Path, log: Path) -> Path:
     """Fetch one artifact (e.g. a tar.gz or zip) without its dependencies; returns the file path."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     run_logged(
-        [
-            require_maven(),
-            *MVN_FLAGS,
-            f"{DEPENDENCY_PLUGIN}:copy",
-            f"-Dartifact={coords}",
-            f"-DoutputDirectory={dest_dir}",
-            "-Dmdep.overWriteReleases=false",
-        ],
-        log,
-        f"fetching {coords}",
+        [require_maven(), *MVN_FLAGS, f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={coords}",
+         f"-DoutputDirectory={dest_dir}", "-Dmdep.overWriteReleases=false"],
+        log, f"fetching {coords}",
     )
     parts = coords.split(":")
     ext = parts[3] if len(parts) > 3 else "jar"

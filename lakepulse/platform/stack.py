@@ -85,17 +85,14 @@ def _wait_ready(ctx: Context, sup: Supervisor, services: list[Service]) -> None:
             for name, svc in list(pending.items()):
                 state = sup.state(name)
                 if state in {"FATAL", "EXITED", "BACKOFF"} and elapsed > 5:
-                    raise ServiceFailed(
-                        f"{name} is {state}; last lines of {ctx.logs / name}.log:\n" + _log_tail(ctx, name)
-                    )
+                    raise ServiceFailed(f"{name} is {state}; last lines of {ctx.logs / name}.log:\n"
+                                        + _log_tail(ctx, name))
                 if svc.ready():
                     console.print(f"[green]✓[/green] {name:16} ready at {svc.url} ({elapsed:.0f}s)")
                     del pending[name]
                 elif elapsed > svc.start_timeout:
-                    raise ServiceFailed(
-                        f"{name} not ready after {svc.start_timeout:.0f}s; last lines of "
-                        f"{ctx.logs / name}.log:\n" + _log_tail(ctx, name)
-                    )
+                    raise ServiceFailed(f"{name} not ready after {svc.start_timeout:.0f}s; last lines of "
+                                        f"{ctx.logs / name}.log:\n" + _log_tail(ctx, name))
             time.sleep(1)
 
 
@@ -178,17 +175,11 @@ def status(ctx: Context) -> list[ServiceState]:
         if ready:
             for rider in riders.get(svc.name, []):
                 extra.update(rider.status(ctx))
-        rows.append(
-            ServiceState(
-                name=svc.name,
-                state=state,
-                ready=ready,
-                url=svc.url,
-                pid=int(info.get("pid") or 0),
-                uptime=info.get("description", "") if state == "RUNNING" else "",
-                extra=", ".join(f"{k}={v}" for k, v in extra.items()),
-            )
-        )
+        rows.append(ServiceState(
+            name=svc.name, state=state, ready=ready, url=svc.url, pid=int(info.get("pid") or 0),
+            uptime=info.get("description", "") if state == "RUNNING" else "",
+            extra=", ".join(f"{k}={v}" for k, v in extra.items()),
+        ))
     return rows
 
 
@@ -198,13 +189,6 @@ def status_table(rows: list[ServiceState]) -> Table:
         table.add_column(col, no_wrap=col != "details")
     for r in rows:
         colour = "green" if r.ready else ("yellow" if r.state == "RUNNING" else "red")
-        table.add_row(
-            r.name,
-            f"[{colour}]{r.state}[/{colour}]",
-            "yes" if r.ready else "no",
-            r.url,
-            str(r.pid or ""),
-            r.uptime.rpartition("uptime ")[2],
-            r.extra,
-        )
+        table.add_row(r.name, f"[{colour}]{r.state}[/{colour}]", "yes" if r.ready else "no", r.url,
+                      str(r.pid or ""), r.uptime.rpartition("uptime ")[2], r.extra)
     return table

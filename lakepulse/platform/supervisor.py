@@ -90,9 +90,8 @@ class Supervisor:
             for name in added:
                 self.rpc().supervisor.addProcessGroup(name)
             return
-        out = subprocess.run(
-            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)], capture_output=True, text=True
-        )
+        out = subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
+                             capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"supervisord refused to start: {out.stdout}{out.stderr}")
         deadline = time.monotonic() + 30

@@ -71,13 +71,8 @@ class Airflow(Component):
 
     def prepare(self, ctx: Context) -> None:
         # Creates or upgrades the SQLite metadata DB (and airflow.cfg with its generated secrets).
-        out = subprocess.run(
-            [airflow_bin(), "db", "migrate"],
-            env=airflow_env(ctx),
-            capture_output=True,
-            text=True,
-            cwd=airflow_home(ctx),
-        )
+        out = subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(ctx), capture_output=True,
+                             text=True, cwd=airflow_home(ctx))
         if out.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
@@ -86,57 +81,23 @@ class Airflow(Component):
         url = s.airflow_url
         common = {"env": airflow_env(ctx), "directory": airflow_home(ctx), "url": url, "start_timeout": 300.0}
         return [
-            Service(
-                name="airflow-api",
-                order=20,
-                ready=_healthy(url, "metadatabase"),
-                command=[
-                    airflow_bin(),
-                    "api-server",
-                    "--host",
-                    s.bind_host,
-                    "--port",
-                    str(s.port_of(url)),
-                    "--workers",
-                    "1",
-                ],
-                **common,
-            ),  # type: ignore[arg-type]
-            Service(
-                name="airflow-scheduler",
-                order=25,
-                ready=_healthy(url, "scheduler"),
-                command=[airflow_bin(), "scheduler", "--skip-serve-logs"],
-                **common,
-            ),  # type: ignore[arg-type]
-            Service(
-                name="airflow-dag-processor",
-                order=25,
-                ready=_healthy(url, "dag_processor"),
-                command=[airflow_bin(), "dag-processor"],
-                **common,
-            ),  # type: ignore[arg-type]
-            Service(
-                name="airflow-triggerer",
-                order=25,
-                ready=_healthy(url, "triggerer"),
-                command=[airflow_bin(), "triggerer", "--skip-serve-logs"],
-                **common,
-            ),  # type: ignore[arg-type]
+            Service(name="airflow-api", order=20, ready=_healthy(url, "metadatabase"),
+                    command=[airflow_bin(), "api-server", "--host", s.bind_host,
+                             "--port", str(s.port_of(url)), "--workers", "1"], **common),  # type: ignore[arg-type]
+            Service(name="airflow-scheduler", order=25, ready=_healthy(url, "scheduler"),
+                    command=[airflow_bin(), "scheduler", "--skip-serve-logs"], **common),  # type: ignore[arg-type]
+            Service(name="airflow-dag-processor", order=25, ready=_healthy(url, "dag_processor"),
+                    command=[airflow_bin(), "dag-processor"], **common),  # type: ignore[arg-type]
+            Service(name="airflow-triggerer", order=25, ready=_healthy(url, "triggerer"),
+                    command=[airflow_bin(), "triggerer", "--skip-serve-logs"], **common),  # type: ignore[arg-type]
         ]
 
     def status(self, ctx: Context) -> dict[str, str]:
         try:
-            token = httpx.post(
-                f"{ctx.settings.airflow_url}/auth/token",
-                timeout=3,
-                json={"username": ctx.settings.airflow_user, "password": airflow_password(ctx)},
-            )
-            dags = httpx.get(
-                f"{ctx.settings.airflow_url}/api/v2/dags",
-                timeout=3,
-                headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-            ).json()
+            token = httpx.post(f"{ctx.settings.airflow_url}/auth/token", timeout=3,
+                               json={"username": ctx.settings.airflow_user, "password": airflow_password(ctx)})
+            dags = httpx.get(f"{ctx.settings.airflow_url}/api/v2/dags", timeout=3,
+                             headers={"Authorization": f"Bearer {token.json()['access_token']}"}).json()
         except (httpx.HTTPError, OSError, KeyError, ValueError):
             return {}
         return {"dags": str(dags.get("total_entries", 0))}

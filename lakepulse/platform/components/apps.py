@@ -21,28 +21,16 @@ class Apps(Component):
         s = ctx.settings
         bin_dir = Path(sys.executable).parent
         ingest_url = f"http://{s.bind_host}:{s.ingest_port}"
-        uvicorn = [
-            str(bin_dir / "uvicorn"),
-            "--factory",
-            "lakepulse.ingest.app:create_app",
-            "--host",
-            s.bind_host,
-            "--port",
-            str(s.ingest_port),
-            "--workers",
-            "2",
-            "--no-access-log",
-        ]
+        uvicorn = [str(bin_dir / "uvicorn"), "--factory", "lakepulse.ingest.app:create_app",
+                   "--host", s.bind_host, "--port", str(s.ingest_port), "--workers", "2", "--no-access-log"]
         prom = shlex.quote(str(metrics_dir(ctx)))
-        return [
-            Service(
-                name="ingest",
-                # prometheus-client's multiprocess mode needs an empty directory at every (re)start.
-                command=["/bin/sh", "-c", f"rm -rf {prom} && mkdir -p {prom} && exec {shlex.join(uvicorn)}"],
-                env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(ctx))},
-                ready=lambda: http_ok(f"{ingest_url}/health"),
-                url=ingest_url,
-                directory=ctx.repo,
-                order=30,
-            )
-        ]
+        return [Service(
+            name="ingest",
+            # prometheus-client's multiprocess mode needs an empty directory at every (re)start.
+            command=["/bin/sh", "-c", f"rm -rf {prom} && mkdir -p {prom} && exec {shlex.join(uvicorn)}"],
+            env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(ctx))},
+            ready=lambda: http_ok(f"{ingest_url}/health"),
+            url=ingest_url,
+            directory=ctx.repo,
+            order=30,
+        )]

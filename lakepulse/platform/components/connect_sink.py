@@ -59,11 +59,9 @@ def put_connector(connect_url: str, name: str, config: dict[str, str]) -> bool:
             return False
         response = http.put(f"/connectors/{name}/config", json=config)
         if not response.is_success:
-            raise RuntimeError(
-                f"Connect refused connector {name} ({response.status_code}): "
-                f"{response.text[:500]} — if the class is unknown, the worker started before "
-                "the plugin was built: restart the connect service"
-            )
+            raise RuntimeError(f"Connect refused connector {name} ({response.status_code}): "
+                               f"{response.text[:500]} — if the class is unknown, the worker started before "
+                               "the plugin was built: restart the connect service")
         return True
 
 
@@ -93,11 +91,8 @@ def wait_running(connect_url: str, name: str, timeout: float = RUNNING_TIMEOUT_S
         if len(seen) > 1 and all(s == "RUNNING" for s in seen):
             return
         if "FAILED" in seen and not restarted:
-            httpx.post(
-                f"{connect_url}/connectors/{name}/restart",
-                params={"includeTasks": "true", "onlyFailed": "true"},
-                timeout=30,
-            )
+            httpx.post(f"{connect_url}/connectors/{name}/restart",
+                       params={"includeTasks": "true", "onlyFailed": "true"}, timeout=30)
             restarted = True
         time.sleep(1)
     trace = ""
@@ -110,9 +105,8 @@ def consumer_lag(bootstrap: str, group: str, topic: str) -> int | None:
     """Records of `topic` not yet committed by consumer group `group` (None when unknown)."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 0}
-    )
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "log_level": 0})
     try:
         meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -152,20 +146,10 @@ class RawSink(Component):
         shutil.rmtree(build, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         run_logged(
-            [
-                require_maven(),
-                *MVN_FLAGS,
-                "-f",
-                project / "pom.xml",
-                f"-Dlakepulse.build.dir={build}",
-                "-DskipTests",
-                "package",
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={staging}",
-            ],
-            ctx.provision_log(self.name),
-            "building the raw-archive connector",
+            [require_maven(), *MVN_FLAGS, "-f", project / "pom.xml", f"-Dlakepulse.build.dir={build}",
+             "-DskipTests", "package", "dependency:copy-dependencies", "-DincludeScope=runtime",
+             f"-DoutputDirectory={staging}"],
+            ctx.provision_log(self.name), "building the raw-archive connector",
         )
         for jar in build.glob("*.jar"):
             shutil.copy2(jar, staging / jar.name)

@@ -84,7 +84,8 @@ class Kafka(Component):
         if ctx.is_provisioned(self.name, extra=repr(deps)):
             return
         home = ctx.reset(self.name)
-        copy_dependencies("kafka", deps, home / "libs", ctx.cache / "mvn-work" / "kafka", ctx.provision_log(self.name))
+        copy_dependencies("kafka", deps, home / "libs", ctx.cache / "mvn-work" / "kafka",
+                          ctx.provision_log(self.name))
         ctx.mark_provisioned(self.name, extra=repr(deps))
 
     def _java(self) -> str:
@@ -94,60 +95,42 @@ class Kafka(Component):
         log4j = ctx.conf(self.name) / "log4j2.yaml"
         log4j.write_text(LOG4J2)
         return [
-            self._java(),
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={ctx.logs}",
-            "-cp",
-            f"{ctx.home(self.name) / 'libs'}/*",
+            self._java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={ctx.logs}",
+            "-cp", f"{ctx.home(self.name) / 'libs'}/*",
         ]
 
     def _server_properties(self, ctx: Context) -> Path:
         s = ctx.settings
         host, port = s.kafka_bootstrap.split(",")[0].rsplit(":", 1)
-        return write_properties(
-            ctx.conf(self.name) / "server.properties",
-            {
-                "process.roles": "broker,controller",
-                "node.id": 1,
-                "controller.quorum.voters": f"1@{host}:{s.kafka_controller_port}",
-                "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{s.kafka_controller_port}",
-                "advertised.listeners": f"PLAINTEXT://{host}:{port}",
-                "controller.listener.names": "CONTROLLER",
-                "inter.broker.listener.name": "PLAINTEXT",
-                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "log.dirs": ctx.data(self.name) / "log",
-                "num.partitions": 3,
-                "offsets.topic.replication.factor": 1,
-                "transaction.state.log.replication.factor": 1,
-                "transaction.state.log.min.isr": 1,
-                "group.initial.rebalance.delay.ms": 0,
-                "log.retention.hours": 168,
-                "auto.create.topics.enable": "false",
-                "message.max.bytes": 10485760,
-            },
-        )
+        return write_properties(ctx.conf(self.name) / "server.properties", {
+            "process.roles": "broker,controller",
+            "node.id": 1,
+            "controller.quorum.voters": f"1@{host}:{s.kafka_controller_port}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{s.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": ctx.data(self.name) / "log",
+            "num.partitions": 3,
+            "offsets.topic.replication.factor": 1,
+            "transaction.state.log.replication.factor": 1,
+            "transaction.state.log.min.isr": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "log.retention.hours": 168,
+            "auto.create.topics.enable": "false",
+            "message.max.bytes": 10485760,
+        })
 
     def _format_storage(self, ctx: Context, server_properties: Path) -> None:
         # KRaft storage must be formatted once before the first start.
         if (ctx.data(self.name) / "log" / "meta.properties").exists():
             return
         out = subprocess.run(
-            [
-                *self._jvm(ctx, "256m", "storage"),
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                CLUSTER_ID,
-                "-c",
-                str(server_properties),
-                "--ignore-formatted",
-            ],
-            capture_output=True,
-            text=True,
+            [*self._jvm(ctx, "256m", "storage"), "kafka.tools.StorageTool", "format",
+             "-t", CLUSTER_ID, "-c", str(server_properties), "--ignore-formatted"],
+            capture_output=True, text=True,
         )
         if out.returncode != 0:
             raise RuntimeError(f"formatting Kafka storage failed:\n{out.stdout}\n{out.stderr}")
@@ -156,27 +139,24 @@ class Kafka(Component):
         s = ctx.settings
         plugins = ctx.cache / "connect-plugins"
         plugins.mkdir(parents=True, exist_ok=True)
-        return write_properties(
-            ctx.conf(self.name) / "connect-worker.properties",
-            {
-                "bootstrap.servers": s.kafka_bootstrap,
-                "group.id": "lakepulse-connect",
-                "listeners": f"http://{s.bind_host}:{s.port_of(s.kafka_connect_url)}",
-                "rest.advertised.host.name": s.bind_host,
-                "config.storage.topic": "_connect-configs",
-                "offset.storage.topic": "_connect-offsets",
-                "status.storage.topic": "_connect-status",
-                "config.storage.replication.factor": 1,
-                "offset.storage.replication.factor": 1,
-                "status.storage.replication.factor": 1,
-                "key.converter": "org.apache.kafka.connect.storage.StringConverter",
-                "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-                "value.converter.schemas.enable": "false",
-                "offset.flush.interval.ms": 10000,
-                "plugin.path": plugins,
-                "plugin.discovery": "hybrid_warn",
-            },
-        )
+        return write_properties(ctx.conf(self.name) / "connect-worker.properties", {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": "lakepulse-connect",
+            "listeners": f"http://{s.bind_host}:{s.port_of(s.kafka_connect_url)}",
+            "rest.advertised.host.name": s.bind_host,
+            "config.storage.topic": "_connect-configs",
+            "offset.storage.topic": "_connect-offsets",
+            "status.storage.topic": "_connect-status",
+            "config.storage.replication.factor": 1,
+            "offset.storage.replication.factor": 1,
+            "status.storage.replication.factor": 1,
+            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "false",
+            "offset.flush.interval.ms": 10000,
+            "plugin.path": plugins,
+            "plugin.discovery": "hybrid_warn",
+        })
 
     def prepare(self, ctx: Context) -> None:
         self._format_storage(ctx, self._server_properties(ctx))
@@ -201,11 +181,8 @@ class Kafka(Component):
             ),
             Service(
                 name="connect",
-                command=[
-                    *self._jvm(ctx, "1g", "connect"),
-                    "org.apache.kafka.connect.cli.ConnectDistributed",
-                    str(worker),
-                ],
+                command=[*self._jvm(ctx, "1g", "connect"),
+                         "org.apache.kafka.connect.cli.ConnectDistributed", str(worker)],
                 # Connect scans plugin.path only at start: supervisor restarts it when this changes.
                 env={"LAKEPULSE_CONNECT_PLUGINS": self.plugins_fingerprint(ctx)},
                 ready=lambda: http_ok(f"{s.kafka_connect_url}/connectors"),

@@ -38,40 +38,24 @@ class MinIO(Component):
         p = pin(self.name)
         home = ctx.reset(self.name)
         # The checksum database vouches for the module's source (go.sum); GOBIN keeps the binary in our cache.
-        run_logged(
-            [go, "install", f"{p['module']}@{p['version']}"],
-            ctx.provision_log(self.name),
-            "building MinIO with go install (a few minutes on 2 cores)",
-            env={"GOBIN": str(home / "bin"), "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"},
-        )
+        run_logged([go, "install", f"{p['module']}@{p['version']}"], ctx.provision_log(self.name),
+                   "building MinIO with go install (a few minutes on 2 cores)",
+                   env={"GOBIN": str(home / "bin"), "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"})
         ctx.mark_provisioned(self.name)
 
     def services(self, ctx: Context) -> list[Service]:
         s = ctx.settings
-        return [
-            Service(
-                name="minio",
-                command=[
-                    str(ctx.home(self.name) / "bin" / "minio"),
-                    "server",
-                    str(ctx.data(self.name)),
-                    "--address",
-                    f"{s.bind_host}:{s.s3_port}",
-                    "--console-address",
-                    f"{s.bind_host}:{s.s3_console_port}",
-                    "--quiet",
-                ],
-                env={
-                    "MINIO_ROOT_USER": s.s3_access_key,
-                    "MINIO_ROOT_PASSWORD": s.s3_secret_key,
-                    "MINIO_BROWSER_REDIRECT": "off",
-                    "MINIO_UPDATE": "off",
-                },
-                ready=lambda: http_ok(f"{s.s3_endpoint}/minio/health/ready"),
-                url=s.s3_endpoint,
-                order=5,
-            )
-        ]
+        return [Service(
+            name="minio",
+            command=[str(ctx.home(self.name) / "bin" / "minio"), "server", str(ctx.data(self.name)),
+                     "--address", f"{s.bind_host}:{s.s3_port}",
+                     "--console-address", f"{s.bind_host}:{s.s3_console_port}", "--quiet"],
+            env={"MINIO_ROOT_USER": s.s3_access_key, "MINIO_ROOT_PASSWORD": s.s3_secret_key,
+                 "MINIO_BROWSER_REDIRECT": "off", "MINIO_UPDATE": "off"},
+            ready=lambda: http_ok(f"{s.s3_endpoint}/minio/health/ready"),
+            url=s.s3_endpoint,
+            order=5,
+        )]
 
     def bootstrap(self, ctx: Context) -> None:
         client = s3_client(ctx.settings)

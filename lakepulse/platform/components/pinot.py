@@ -54,17 +54,8 @@ KNOWN_CONSUMER_FACTORIES = set(KAFKA_CONSUMER_FACTORY.values())
 
 ADD_OPENS = [
     f"--add-opens=java.base/{pkg}=ALL-UNNAMED"
-    for pkg in (
-        "java.nio",
-        "sun.nio.ch",
-        "java.lang",
-        "java.util",
-        "java.lang.reflect",
-        "jdk.internal.misc",
-        "jdk.internal.ref",
-        "java.io",
-        "java.util.concurrent",
-    )
+    for pkg in ("java.nio", "sun.nio.ch", "java.lang", "java.util", "java.lang.reflect",
+                "jdk.internal.misc", "jdk.internal.ref", "java.io", "java.util.concurrent")
 ]
 
 LOG4J2 = """\
@@ -183,7 +174,8 @@ class Pinot(Component):
         if ctx.is_provisioned(self.name, extra=repr(deps)):
             return
         home = ctx.reset(self.name)
-        copy_dependencies("pinot", deps, home / "lib", ctx.cache / "mvn-work" / "pinot", ctx.provision_log(self.name))
+        copy_dependencies("pinot", deps, home / "lib", ctx.cache / "mvn-work" / "pinot",
+                          ctx.provision_log(self.name))
         ctx.mark_provisioned(self.name, extra=repr(deps))
 
     def _jvm(self, ctx: Context, heap: str, initial_heap: str = "256m") -> list[str]:
@@ -194,41 +186,30 @@ class Pinot(Component):
         tmp.mkdir(exist_ok=True)
         return [
             # A small initial heap: the machine is shared, so Pinot takes memory as it needs it.
-            str(find_java_home(17) / "bin" / "java"),
-            f"-Xms{initial_heap}",
-            f"-Xmx{heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=200",
-            "-XX:+ExitOnOutOfMemoryError",
-            *ADD_OPENS,
-            "-Dio.netty.tryReflectionSetAccessible=true",
-            "-Djava.net.preferIPv4Stack=true",
-            "-Djava.awt.headless=true",
-            f"-Djava.io.tmpdir={tmp}",
-            f"-Dlog4j2.configurationFile={log4j}",
+            str(find_java_home(17) / "bin" / "java"), f"-Xms{initial_heap}", f"-Xmx{heap}",
+            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=200", "-XX:+ExitOnOutOfMemoryError",
+            *ADD_OPENS, "-Dio.netty.tryReflectionSetAccessible=true",
+            "-Djava.net.preferIPv4Stack=true", "-Djava.awt.headless=true",
+            f"-Djava.io.tmpdir={tmp}", f"-Dlog4j2.configurationFile={log4j}",
             "-Dpinot.admin.system.exit=true",  # a failed start exits instead of idling
-            "-cp",
-            f"{ctx.home(self.name) / 'lib'}/*",
+            "-cp", f"{ctx.home(self.name) / 'lib'}/*",
         ]
 
     def _zoo_cfg(self, ctx: Context) -> Path:
         # Run ZooKeeper itself rather than `PinotAdministrator StartZookeeper`: that one listens on all
         # interfaces, never purges old snapshots, and starts the 8080 admin server (Airflow's port).
         path = ctx.conf(self.name) / "zoo.cfg"
-        write_properties(
-            path,
-            {
-                "dataDir": ctx.data(self.name) / "zookeeper",
-                "clientPort": ctx.settings.pinot_zk_port,
-                "clientPortAddress": ctx.settings.bind_host,
-                "tickTime": 2000,
-                "maxClientCnxns": 0,
-                "admin.enableServer": "false",
-                "4lw.commands.whitelist": "ruok,srvr,mntr",
-                "autopurge.snapRetainCount": 3,
-                "autopurge.purgeInterval": 1,
-            },
-        )
+        write_properties(path, {
+            "dataDir": ctx.data(self.name) / "zookeeper",
+            "clientPort": ctx.settings.pinot_zk_port,
+            "clientPortAddress": ctx.settings.bind_host,
+            "tickTime": 2000,
+            "maxClientCnxns": 0,
+            "admin.enableServer": "false",
+            "4lw.commands.whitelist": "ruok,srvr,mntr",
+            "autopurge.snapRetainCount": 3,
+            "autopurge.purgeInterval": 1,
+        })
         return path
 
     def _role_configs(self, ctx: Context) -> list[Path]:
@@ -238,80 +219,64 @@ class Pinot(Component):
         host, zk = s.bind_host, f"{s.bind_host}:{s.pinot_zk_port}"
         controller_port, broker_port = s.port_of(s.pinot_controller_url), s.port_of(s.pinot_broker_url)
         common = {"pinot.cluster.name": CLUSTER_NAME, "pinot.zk.server": zk}
-        controller = write_properties(
-            conf / "controller.conf",
-            {
-                "pinot.service.role": "CONTROLLER",
-                **common,
-                "controller.helix.cluster.name": CLUSTER_NAME,
-                "controller.zk.str": zk,
-                "controller.host": host,
-                "controller.access.protocols": "http",
-                "controller.access.protocols.http.host": host,
-                "controller.access.protocols.http.port": controller_port,
-                "controller.vip.host": host,
-                "controller.vip.port": controller_port,
-                "controller.data.dir": data / "controller" / "segments",
-                "controller.local.temp.dir": data / "controller" / "tmp",
-                "controller.mode": "DUAL",
-                "cluster.tenant.isolation.enable": "true",
-            },
-        )
-        broker = write_properties(
-            conf / "broker.conf",
-            {
-                "pinot.service.role": "BROKER",
-                **common,
-                "pinot.broker.hostname": host,
-                "pinot.broker.client.access.protocols": "http",
-                "pinot.broker.client.access.protocols.http.host": host,
-                "pinot.broker.client.access.protocols.http.port": broker_port,
-                # No load balancer drains this broker: skip the 10 s wait for in-flight queries on stop.
-                "pinot.broker.delayShutdownTimeMs": 0,
-            },
-        )
-        server = write_properties(
-            conf / "server.conf",
-            {
-                "pinot.service.role": "SERVER",
-                **common,
-                # Pinot 0.11 binds the netty query port on all interfaces (no host setting exists); the
-                # advertised host is ours. gRPC (also all interfaces) stays off: Trino queries the broker
-                # only (pinot.forbid-segment-queries), so nothing needs it.
-                "pinot.server.netty.host": host,
-                "pinot.server.netty.port": s.pinot_server_port,
-                "pinot.server.grpc.enable": "false",
-                "pinot.server.adminapi.access.protocols": "http",
-                "pinot.server.adminapi.access.protocols.http.host": host,
-                "pinot.server.adminapi.access.protocols.http.port": s.pinot_server_admin_port,
-                "pinot.server.instance.dataDir": data / "server" / "index",
-                "pinot.server.instance.segmentTarDir": data / "server" / "segmentTar",
-                "pinot.server.instance.readMode": "mmap",
-                # Consuming segments live in memory-mapped files, not on the (shared) heap.
-                "pinot.server.instance.realtime.alloc.offheap": "true",
-                "pinot.server.instance.realtime.alloc.offheap.direct": "false",
-            },
-        )
+        controller = write_properties(conf / "controller.conf", {
+            "pinot.service.role": "CONTROLLER", **common,
+            "controller.helix.cluster.name": CLUSTER_NAME,
+            "controller.zk.str": zk,
+            "controller.host": host,
+            "controller.access.protocols": "http",
+            "controller.access.protocols.http.host": host,
+            "controller.access.protocols.http.port": controller_port,
+            "controller.vip.host": host,
+            "controller.vip.port": controller_port,
+            "controller.data.dir": data / "controller" / "segments",
+            "controller.local.temp.dir": data / "controller" / "tmp",
+            "controller.mode": "DUAL",
+            "cluster.tenant.isolation.enable": "true",
+        })
+        broker = write_properties(conf / "broker.conf", {
+            "pinot.service.role": "BROKER", **common,
+            "pinot.broker.hostname": host,
+            "pinot.broker.client.access.protocols": "http",
+            "pinot.broker.client.access.protocols.http.host": host,
+            "pinot.broker.client.access.protocols.http.port": broker_port,
+            # No load balancer drains this broker: skip the 10 s wait for in-flight queries on stop.
+            "pinot.broker.delayShutdownTimeMs": 0,
+        })
+        server = write_properties(conf / "server.conf", {
+            "pinot.service.role": "SERVER", **common,
+            # Pinot 0.11 binds the netty query port on all interfaces (no host setting exists); the
+            # advertised host is ours. gRPC (also all interfaces) stays off: Trino queries the broker
+            # only (pinot.forbid-segment-queries), so nothing needs it.
+            "pinot.server.netty.host": host,
+            "pinot.server.netty.port": s.pinot_server_port,
+            "pinot.server.grpc.enable": "false",
+            "pinot.server.adminapi.access.protocols": "http",
+            "pinot.server.adminapi.access.protocols.http.host": host,
+            "pinot.server.adminapi.access.protocols.http.port": s.pinot_server_admin_port,
+            "pinot.server.instance.dataDir": data / "server" / "index",
+            "pinot.server.instance.segmentTarDir": data / "server" / "segmentTar",
+            "pinot.server.instance.readMode": "mmap",
+            # Consuming segments live in memory-mapped files, not on the (shared) heap.
+            "pinot.server.instance.realtime.alloc.offheap": "true",
+            "pinot.server.instance.realtime.alloc.offheap.direct": "false",
+        })
         return [controller, broker, server]
 
     def _ready(self, ctx: Context) -> bool:
         """Controller, broker and server answer /health, the server is registered, and the broker
         answers SQL on every existing table (after a restart segments take a while to come online)."""
         s = ctx.settings
-        if not (
-            http_ok(f"{s.pinot_controller_url}/health")
-            and http_ok(f"{s.pinot_broker_url}/health")
-            and http_ok(f"http://{s.bind_host}:{s.pinot_server_admin_port}/health")
-        ):
+        if not (http_ok(f"{s.pinot_controller_url}/health") and http_ok(f"{s.pinot_broker_url}/health")
+                and http_ok(f"http://{s.bind_host}:{s.pinot_server_admin_port}/health")):
             return False
         try:
             instances = httpx.get(f"{s.pinot_controller_url}/instances", timeout=3).json()["instances"]
             if f"Server_{s.bind_host}_{s.pinot_server_port}" not in instances:
                 return False
             tables = httpx.get(f"{s.pinot_controller_url}/tables", timeout=3).json()["tables"]
-            return all(
-                not broker_sql(s.pinot_broker_url, f"SELECT COUNT(*) FROM {t}").get("exceptions") for t in tables
-            )
+            return all(not broker_sql(s.pinot_broker_url, f"SELECT COUNT(*) FROM {t}").get("exceptions")
+                       for t in tables)
         except (httpx.HTTPError, ValueError, KeyError):
             return False
 
@@ -323,7 +288,8 @@ class Pinot(Component):
             Service(
                 name="pinot-zookeeper",
                 # QuorumPeerMain with one server runs standalone and, unlike ZooKeeperServerMain, autopurges.
-                command=[*self._jvm(ctx, ZK_HEAP), "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(zk_cfg)],
+                command=[*self._jvm(ctx, ZK_HEAP), "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                         str(zk_cfg)],
                 ready=lambda: zk_answers(s.bind_host, s.pinot_zk_port),
                 url=f"zk://{s.bind_host}:{s.pinot_zk_port}",
                 directory=ctx.data(self.name),
@@ -332,17 +298,10 @@ class Pinot(Component):
             Service(
                 name="pinot",
                 command=[
-                    *self._jvm(ctx, PINOT_HEAP, "1g"),
-                    "org.apache.pinot.tools.admin.PinotAdministrator",
-                    "StartServiceManager",
-                    "-zkAddress",
-                    f"{s.bind_host}:{s.pinot_zk_port}",
-                    "-clusterName",
-                    CLUSTER_NAME,
-                    "-port",
-                    "-1",
-                    "-bootstrapConfigPaths",
-                    *map(str, roles),
+                    *self._jvm(ctx, PINOT_HEAP, "1g"), "org.apache.pinot.tools.admin.PinotAdministrator",
+                    "StartServiceManager", "-zkAddress", f"{s.bind_host}:{s.pinot_zk_port}",
+                    "-clusterName", CLUSTER_NAME, "-port", "-1",
+                    "-bootstrapConfigPaths", *map(str, roles),
                 ],
                 ready=lambda: self._ready(ctx),
                 url=s.pinot_controller_url,

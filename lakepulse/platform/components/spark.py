@@ -36,19 +36,14 @@ def spark_dependencies() -> list[Dependency]:
     """Kafka connector, Delta and s3a for the pinned Spark/Scala versions."""
     p = pin("spark")
     scala, spark = p["scala"], p["version"]
-    common = [
-        "org.apache.hadoop:hadoop-client-api",
-        "org.apache.hadoop:hadoop-client-runtime",
-        "org.slf4j:slf4j-api",
-        "org.scala-lang:scala-library",
-        "org.scala-lang:scala-reflect",
-    ]
+    common = ["org.apache.hadoop:hadoop-client-api", "org.apache.hadoop:hadoop-client-runtime",
+              "org.slf4j:slf4j-api", "org.scala-lang:scala-library", "org.scala-lang:scala-reflect"]
     return [
         Dependency(f"org.apache.spark:spark-sql-kafka-0-10_{scala}:{spark}", exclusions=common),
-        Dependency(f"io.delta:delta-spark_4.2_{scala}:{p['delta']}", exclusions=[*common, "org.apache.spark:*"]),
-        Dependency(
-            f"org.apache.hadoop:hadoop-aws:{p['hadoop']}", exclusions=[*common, "software.amazon.awssdk:bundle"]
-        ),
+        Dependency(f"io.delta:delta-spark_4.2_{scala}:{p['delta']}", exclusions=[*common,
+                   "org.apache.spark:*"]),
+        Dependency(f"org.apache.hadoop:hadoop-aws:{p['hadoop']}", exclusions=[*common,
+                   "software.amazon.awssdk:bundle"]),
         Dependency(f"software.amazon.awssdk:bundle:{p['aws_sdk_bundle']}", exclusions=["*:*"]),
     ]
 
@@ -61,7 +56,8 @@ class Spark(Component):
         if ctx.is_provisioned(self.name, extra=repr(deps)):
             return
         home = ctx.reset(self.name)
-        copy_dependencies("spark", deps, home / "jars", ctx.cache / "mvn-work" / "spark", ctx.provision_log(self.name))
+        copy_dependencies("spark", deps, home / "jars", ctx.cache / "mvn-work" / "spark",
+                          ctx.provision_log(self.name))
         drop_jars_pyspark_ships(home / "jars")
         ctx.mark_provisioned(self.name, extra=repr(deps))
 

@@ -50,7 +50,9 @@ class Streaming(Component):
 
         streaming = StreamingSettings()
         try:
-            health = httpx.get(f"http://{streaming.metrics_host}:{streaming.metrics_port}/healthz", timeout=3).json()
+            health = httpx.get(f"http://{streaming.metrics_host}:{streaming.metrics_port}/healthz",
+                               timeout=3).json()
         except (httpx.HTTPError, ValueError):
             return {}
-        return {"lag": str(health.get("offsets_behind", "?")), "freshness_s": str(health.get("freshness_s", "?"))}
+        return {"lag": str(health.get("offsets_behind", "?")),
+                "freshness_s": str(health.get("freshness_s", "?"))}

@@ -29,13 +29,8 @@ DELTA_SCHEMA = "lakepulse"  # the Trino schema over s3://<bucket>/delta/
 # What trino-server-core ships, plus the connectors lakepulse queries; iceberg/hive are there for the
 # raw zone (Iceberg or plain Parquet tables written by Kafka Connect) and cost ~1 s of startup.
 CORE_PLUGINS = (
-    "exchange-filesystem",
-    "functions-python",
-    "geospatial",
-    "password-authenticators",
-    "resource-group-managers",
-    "session-property-managers",
-    "spooling-filesystem",
+    "exchange-filesystem", "functions-python", "geospatial", "password-authenticators",
+    "resource-group-managers", "session-property-managers", "spooling-filesystem",
 )
 CONNECTOR_PLUGINS = ("delta-lake", "pinot", "iceberg", "hive")
 KEEP_PLUGINS = CORE_PLUGINS + CONNECTOR_PLUGINS
@@ -168,24 +163,21 @@ class Trino(Component):
         settings = ctx.settings
         port = settings.port_of(settings.trino_url)
         etc = ctx.conf(NAME)
-        write_properties(
-            etc / "config.properties",
-            {
-                "coordinator": "true",
-                "node-scheduler.include-coordinator": "true",
-                "http-server.http.port": port,
-                "discovery.uri": f"http://{settings.bind_host}:{port}",
-                # Heap 3 GB: 1 GB per query plus the default 30% headroom leaves room for the rest.
-                "query.max-memory": "1GB",
-                "query.max-memory-per-node": "1GB",
-                "http-server.log.path": ctx.logs / "trino-http-request.log",
-                "http-server.log.max-size": "50MB",
-                "http-server.log.max-history": "3",
-                # Two shared cores: fewer worker threads and drivers than Trino's many-core defaults.
-                "task.concurrency": "2",
-                "task.max-worker-threads": "4",
-            },
-        )
+        write_properties(etc / "config.properties", {
+            "coordinator": "true",
+            "node-scheduler.include-coordinator": "true",
+            "http-server.http.port": port,
+            "discovery.uri": f"http://{settings.bind_host}:{port}",
+            # Heap 3 GB: 1 GB per query plus the default 30% headroom leaves room for the rest.
+            "query.max-memory": "1GB",
+            "query.max-memory-per-node": "1GB",
+            "http-server.log.path": ctx.logs / "trino-http-request.log",
+            "http-server.log.max-size": "50MB",
+            "http-server.log.max-history": "3",
+            # Two shared cores: fewer worker threads and drivers than Trino's many-core defaults.
+            "task.concurrency": "2",
+            "task.max-worker-threads": "4",
+        })
         write_properties(etc / "node.properties", self._node_properties(ctx))
         write_properties(etc / "log.properties", {"io.trino": "INFO"})
         # For reading only: the flags themselves go on the command line.
@@ -205,8 +197,7 @@ class Trino(Component):
         return [
             str(java_home() / "bin" / "java"),
             *JVM_FLAGS,
-            "-cp",
-            f"{home / 'lib'}/*",
+            "-cp", f"{home / 'lib'}/*",
             f"-Dconfig={etc / 'config.properties'}",
             # bin/launcher passes node.properties as system properties; so do we.
             *(f"-D{k}={v}" for k, v in self._node_properties(ctx).items()),
@@ -257,3 +248,4 @@ class Trino(Component):
         except Exception as err:  # noqa: BLE001 - status reports, never raises
             return {"catalogs": f"unavailable ({type(err).__name__})"}
         return {"catalogs": ", ".join(str(r[0]) for r in rows)}
+
