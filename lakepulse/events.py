@@ -50,7 +50,6 @@ EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 RFC3339_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 MAX_REASON_ERRORS = 3
 
-
 Text = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
 Identifier = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
 Money = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]

@@ -43,6 +43,7 @@ from lakepulse.aggregations import (
     ORDER_KEY,
     explode_prep_time_events,
     filter_valid_events,
+    split_by_sketch,
     with_courier_state,
     with_kafka_records,
     with_minute_partials,
@@ -98,8 +99,8 @@ def with_watermarked_events(raw_df: DataFrame, watermark: str) -> DataFrame:
 
 def sketch_split(source: str = "events") -> tuple[list[str], list[str]]:
     """The source's metric names: (plain ones, distinct ones that carry sketches)."""
-    metrics = get_catalog().by_source(source)
-    return [m.name for m in metrics if m.kind != "distinct"], [m.name for m in metrics if m.kind == "distinct"]
+    plain, sketched = split_by_sketch(get_catalog().by_source(source))
+    return [m.name for m in plain], [m.name for m in sketched]
 
 
 def with_minute_records(events_df: DataFrame, metrics: list[str]) -> DataFrame:

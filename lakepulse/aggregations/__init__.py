@@ -4,6 +4,7 @@ from lakepulse.aggregations.minute import (
     HLL_LG_CONFIG_K,
     THETA_LG_NOM_ENTRIES,
     dims_columns,
+    split_by_sketch,
     with_minute_partials,
 )
 from lakepulse.aggregations.records import COURIER_KEY, ORDER_KEY, with_kafka_records
@@ -51,6 +52,7 @@ __all__ = [
     "RAW_EVENT_SCHEMA",
     "THETA_LG_NOM_ENTRIES",
     "dims_columns",
+    "split_by_sketch",
     "explode_prep_time_events",
     "filter_valid_events",
     "quantile_from_buckets",

@@ -118,6 +118,12 @@ def _metric_rows(events_df: DataFrame, chosen: Sequence[Metric], catalog: Catalo
     )
 
 
+def split_by_sketch(metrics: Iterable[Metric]) -> tuple[list[Metric], list[Metric]]:
+    """(metrics without sketches, distinct metrics: those whose rows carry HLL and Theta sketches)."""
+    metrics = list(metrics)
+    return [m for m in metrics if m.kind != "distinct"], [m for m in metrics if m.kind == "distinct"]
+
+
 def _only_for(metrics: Iterable[Metric], col: Column) -> Column:
     names = [m.name for m in metrics]
     if not names:
@@ -141,8 +147,7 @@ def with_minute_partials(
         raise ValueError(f"metrics {wrong} are not computed from source {source!r}")
     if not chosen:
         raise ValueError(f"no metrics to compute from source {source!r}")
-    sketched = [m for m in chosen if m.kind == "distinct"]
-    plain = [m for m in chosen if m.kind != "distinct"]
+    plain, sketched = split_by_sketch(chosen)
     if sketched and plain and not events_df.isStreaming:
         # Sketch buffers are the costly part of the aggregation: only distinct metrics pay for them.
         # (A streaming query allows one aggregation, so there both kinds share it.)
@@ -157,7 +162,7 @@ def _aggregated(
 ) -> DataFrame:
     """One aggregation of the chosen metrics' rows into minute partial rows."""
     rows_df = _metric_rows(events_df, chosen, catalog)
-    distinct_metrics = [m for m in chosen if m.kind == "distinct"]
+    distinct_metrics = split_by_sketch(chosen)[1]
     n_buckets = max((m.bucket_count for m in chosen), default=0)
     aggs = [
         F.count(F.lit(1)).alias("count"),

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from lakepulse.aggregations.minute import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES, escape_dim_value
+from lakepulse.aggregations.minute import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES, escape_dim_value, split_by_sketch
 from lakepulse.aggregations.schema import DIMS_TYPE
 from lakepulse.catalog import Catalog, get_catalog
 
@@ -58,7 +58,7 @@ def _merge_aggs(catalog: Catalog, sketches: bool) -> list[Column]:
 
 def _merge(partials_df: DataFrame, window_start: Column, window_end: Column) -> DataFrame:
     catalog = get_catalog()
-    sketched = [m.name for m in catalog.metrics if m.kind == "distinct"]
+    sketched = [m.name for m in split_by_sketch(catalog.metrics)[1]]
     if sketched and not partials_df.isStreaming:
         # Sketch unions are object aggregations, slow for many groups: only distinct metrics pay for them.
         is_sketched = F.col("metric").isin(sketched)

@@ -81,7 +81,6 @@ def rfc3339_timestamp(text: Column) -> Column:
     """RFC 3339 text (any case, "T" or space, Z or offset, up to ns) → UTC timestamp; null if unreadable."""
     return F.upper(text).try_cast(TimestampType())
 
-
 DIMS_TYPE = MapType(StringType(), StringType())
 
 # The minute partial-aggregate row contract, shared by Kafka `metrics.minute`, Pinot and Delta.
