@@ -7,7 +7,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from lakepulse.platform.components.spark import spark_jars
+from lakepulse.platform.components.spark import JVM_CONF, spark_jars
 from lakepulse.settings import Settings, get_settings
 
 
@@ -46,6 +46,6 @@ def build_spark(app_name: str, settings: Settings | None = None, **extra_conf: s
         .config("spark.driver.bindAddress", settings.bind_host)
         .config("spark.driver.host", settings.bind_host)
     )
-    for key, value in {**s3a_conf(settings), **extra_conf}.items():
+    for key, value in {**s3a_conf(settings), **JVM_CONF, **extra_conf}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -11,6 +11,8 @@ from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
+from lakepulse.platform.components.spark import JVM_CONF
+
 REPO = Path(__file__).resolve().parents[2]
 SPARK_CONN_ID = "lakepulse_spark"
 DEFAULT_ARGS: dict[str, Any] = {
@@ -55,7 +57,7 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> Lakepul
         application_args=args,
         conn_id=SPARK_CONN_ID,
         name=f"lakepulse-{job}",
-        conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"},
+        conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", **JVM_CONF},
         # In local mode the driver runs the tasks: give it room for a day-sized range.
         driver_memory="4g",
         verbose=False,
