@@ -121,15 +121,12 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, dict[str, 
 
 
 def run_orders(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, int]:
-    """Order history: the state of every order with an event in the range, from all its known events."""
+    """Order history: the state of every order with an order event in the range, from all its known events
+    (courier events do not change an order's state)."""
     around = TimeRange(rng.start - ORDER_MARGIN, rng.end + ORDER_MARGIN)
-    events_df = read_events(spark, lake, around).withColumn("_order_id", F.col("properties.order_id"))
     in_range = (F.col("occurred_at") >= F.lit(rng.start)) & (F.col("occurred_at") < F.lit(rng.end))
-    touched_df = events_df.filter(in_range & F.col("_order_id").isNotNull()).select(
-        "tenant_id", "_order_id"
-    ).distinct()
-    order_events_df = events_df.join(touched_df, ["tenant_id", "_order_id"], "left_semi").drop("_order_id")
-    orders_df = with_order_state(order_events_df)
+    # One aggregation over the margin; orders without an event in the range are dropped after it.
+    orders_df = with_order_state(read_events(spark, lake, around), touched_by=in_range)
     return merge_rows(spark, orders_df, ORDERS, lake.path(ORDERS))
 
 

@@ -71,9 +71,14 @@ def _first_at(status: str) -> Column:
     return F.min(F.when(F.col("_status") == status, F.col("occurred_at"))).alias(f"{status}_at")
 
 
-def with_order_state(events_df: DataFrame, updated_at: Column | None = None) -> DataFrame:
+def with_order_state(
+    events_df: DataFrame, updated_at: Column | None = None, touched_by: Column | None = None
+) -> DataFrame:
     """Events → one row per (tenant_id, order_id): latest status by event time, when each status was
-    first reached, amount, prep_seconds and the latest ratings (rows for Kafka `orders.live`)."""
+    first reached, amount, prep_seconds and the latest ratings (rows for Kafka `orders.live`).
+
+    `touched_by` (a condition over the event rows): only orders with at least one such event are returned,
+    their state still built from all their events (a batch rebuilding the orders of a time range)."""
     order_events_df = events_df.filter(
         F.col("event_type").isin("order_placed", "order_status_changed", "rating_submitted")
         & F.col("properties.order_id").isNotNull()
@@ -90,7 +95,10 @@ def with_order_state(events_df: DataFrame, updated_at: Column | None = None) -> 
         F.when(F.col("event_type") == "rating_submitted", F.col("properties.delivery_rating")).alias(
             "_deliv"
         ),
+        (touched_by if touched_by is not None else F.lit(True)).alias("_touched"),
     )
+    # Streaming state keeps its schema (checkpoints stay readable): the flag is aggregated only when asked.
+    touched = [F.max("_touched").alias("_touched")] if touched_by is not None else []
     rank = _rank(F.col("_status"), ORDER_STATUSES)
     # Unknown status values get no rank and so never become the current status.
     status_order = F.when(rank.isNotNull(), F.struct(F.col("occurred_at"), rank))
@@ -109,8 +117,11 @@ def with_order_state(events_df: DataFrame, updated_at: Column | None = None) -> 
             F.max_by("_deliv", "_rating_order").alias("delivery_rating"),
             F.max("_rating_order").alias("rated_at"),
             F.max("occurred_at").alias("last_event_at"),
+            *touched,
         )
     )
+    if touched_by is not None:
+        state_df = state_df.where(F.col("_touched"))
     prep = F.when(
         F.col("ready_for_pickup_at") >= F.col("confirmed_at"),
         (F.unix_micros("ready_for_pickup_at") - F.unix_micros("confirmed_at")).cast("double") / 1e6,

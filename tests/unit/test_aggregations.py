@@ -522,6 +522,26 @@ def test_order_state_is_latest_by_event_time(spark, make_events) -> None:
     assert state["o3"]["status"] is None
 
 
+def test_order_state_touched_by_keeps_orders_with_such_an_event_built_from_all_events(make_events) -> None:
+    events_df = make_events(
+        [
+            ev("order_status_changed", iso(11, 50), order_id="o1", status="confirmed"),
+            ev("order_status_changed", iso(12, 5), order_id="o1", status="ready_for_pickup"),
+            ev("order_status_changed", iso(11, 55), order_id="o2", status="confirmed"),
+            # A courier event does not change an order, so it does not make o2 one of the range's orders.
+            ev("courier_status_changed", iso(12, 6), courier_id="c1", order_id="o2", status="assigned"),
+            ev("order_status_changed", iso(12, 30), order_id="o3", status="delivered"),
+        ]
+    )
+    in_range = (F.col("occurred_at") >= F.lit(datetime(2024, 5, 1, 12, 0))) & (
+        F.col("occurred_at") < F.lit(datetime(2024, 5, 1, 12, 10))
+    )
+    state = {r["order_id"]: r for r in with_order_state(events_df, touched_by=in_range).collect()}
+    assert set(state) == {"o1"}
+    assert (state["o1"]["confirmed_at"], state["o1"]["prep_seconds"]) == (datetime(2024, 5, 1, 11, 50), 900.0)
+    assert "_touched" not in state["o1"].asDict()
+
+
 def test_courier_state_is_latest_by_event_time(make_events) -> None:
     events_df = make_events(
         [
