@@ -15,8 +15,8 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    Tag,
     GetCoreSchemaHandler,
+    Tag,
     TypeAdapter,
     ValidationError,
 )
@@ -47,7 +47,9 @@ SERVER_FIELDS = ("received_at", "device_family")
 TENANT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # RFC 3339 date-time: full date, time, and a mandatory zone (Z or +hh:mm).
-RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 RFC3339_REASON = "must be an RFC 3339 timestamp with a zone, e.g. 2024-05-01T12:30:00Z"
 MAX_REASON_ERRORS = 3
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import copy
+import re
+from datetime import datetime
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lakepulse.events import InvalidEvent, OrderPlaced, OtherEvent, RatingSubmitted, validate_event
+from lakepulse.events import (
+    InvalidEvent,
+    OrderPlaced,
+    OtherEvent,
+    RatingSubmitted,
+    validate_event,
+    validate_event_json,
+)
 
 
 def order_placed() -> dict[str, Any]:
@@ -185,3 +197,42 @@ def test_many_problems_are_summarised() -> None:
         validate_event({"event_type": "order_placed", "properties": {}})
     assert refused.value.reason.count(";") == 3
     assert refused.value.reason.endswith("more")
+
+
+def _reference_occurred_at(text: str) -> datetime | None:
+    """The contract's rule written independently: RFC 3339 shape, a real date and time, a zone of at most
+    23:59 (Python's own parser would also take minutes 60-99 in the zone)."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", text, re.ASCII):
+        return None
+    if text[-1] not in "Zz" and int(text[-2:]) > 59:
+        return None
+    try:
+        return datetime.fromisoformat(text.upper().replace(" ", "T").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _two_digits(high: int) -> st.SearchStrategy[str]:
+    return st.integers(0, high).map(lambda n: f"{n:02d}")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    date=st.tuples(st.integers(0, 9999).map(lambda n: f"{n:04d}"), _two_digits(13), _two_digits(32)),
+    time=st.tuples(_two_digits(25), _two_digits(61), _two_digits(61)),
+    sep=st.sampled_from("Tt "),
+    fraction=st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=9).map(lambda f: "." + f)),
+    zone=st.one_of(
+        st.sampled_from("Zz"),
+        st.tuples(st.sampled_from("+-"), _two_digits(25), _two_digits(61)).map(lambda z: f"{z[0]}{z[1]}:{z[2]}"),
+    ),
+)
+def test_occurred_at_accepts_exactly_rfc3339_times(date, time, sep, fraction, zone) -> None:
+    text = "-".join(date) + sep + ":".join(time) + fraction + zone
+    event = {"tenant_id": "t1", "event_type": "custom", "source": "test", "occurred_at": text}
+    expected = _reference_occurred_at(text)
+    try:
+        accepted = validate_event_json(orjson.dumps(event)).occurred_at
+    except InvalidEvent:
+        accepted = None
+    assert accepted == expected
