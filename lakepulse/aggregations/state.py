@@ -95,9 +95,9 @@ def with_order_state(
         F.when(F.col("event_type") == "rating_submitted", F.col("properties.delivery_rating")).alias(
             "_deliv"
         ),
-        (touched_by if touched_by is not None else F.lit(True)).alias("_touched"),
+        # Only when asked: streaming state keeps its schema, so its checkpoints stay readable.
+        *([touched_by.alias("_touched")] if touched_by is not None else []),
     )
-    # Streaming state keeps its schema (checkpoints stay readable): the flag is aggregated only when asked.
     touched = [F.max("_touched").alias("_touched")] if touched_by is not None else []
     rank = _rank(F.col("_status"), ORDER_STATUSES)
     # Unknown status values get no rank and so never become the current status.
