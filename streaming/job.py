@@ -1,6 +1,8 @@
 """The speed layer job: `events.raw` → minute aggregates, live order/courier state → Pinot upsert topics.
 
-Seven micro-batch queries share one Spark application (local mode with 4 task threads by default):
+Seven micro-batch queries. By default (`separate_minute_jvm`) `minute` runs in a Spark application of its
+own and the six others share a second one at a lower OS priority (see streaming.launcher); with
+`LAKEPULSE_STREAMING_SEPARATE_MINUTE_JVM=false` all seven share one (local mode, 4 task threads):
 
 | query     | plan                                                                   | sink (mode)              |
 |-----------|------------------------------------------------------------------------|--------------------------|
@@ -16,7 +18,8 @@ Seven micro-batch queries share one Spark application (local mode with 4 task th
 two state stores (dedup and aggregation; with_minute_partials builds its rows without a union, so the
 dedup is planned once). Distinct metrics carry HLL/Theta sketches in their state, which would make every
 group of the minute query costly, so they have a query of their own on the slower trigger, as have the
-other queries.
+other queries. The late-events query reads the minute query's watermark from that query's checkpoint,
+so it works in either layout.
 
 Every sink is keyed by the row's primary key and Pinot upserts by it, so a micro-batch replayed after a
 crash rewrites the same rows: restarts from the checkpoints double-count nothing. Order and courier state
@@ -26,9 +29,13 @@ are idempotent under duplicate events (first/last by event time), so only counti
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -53,10 +60,12 @@ from lakepulse.aggregations import (
 from lakepulse.catalog import get_catalog
 from lakepulse.settings import Settings, get_settings
 from lakepulse.spark_session import build_spark
+from streaming import launcher
 from streaming.config import StreamingSettings
-from streaming.late import LateTracker
-from streaming.monitor import Monitor, ProgressListener, serve, watermark_epoch
+from streaming.late import LateTracker, dropped_ranges, newest_watermark, read_offset_log
+from streaming.monitor import Monitor, ProgressListener, serve
 from streaming.transforms import (
+    DROPPED_RANGE_SCHEMA,
     PREP_KEY,
     with_batch_summary,
     with_dlq_reason,
@@ -146,13 +155,18 @@ def write_records(records_df: DataFrame, topic: str, settings: Settings) -> None
 
 
 def late_and_dlq_batch(
-    settings: Settings, tracker: LateTracker, monitor: Monitor, watermark_floor: Callable[[], datetime | None]
+    settings: Settings, tracker: LateTracker, monitor: Monitor, minute_checkpoint: Path
 ) -> Callable[[DataFrame, int], None]:
-    """The foreachBatch function of the late_dlq query."""
+    """The foreachBatch function of the late_dlq query (late = dropped by the minute query, see
+    streaming.late)."""
 
     def run(batch_df: DataFrame, batch_id: int) -> None:
-        threshold = tracker.threshold(batch_id, floor=watermark_floor())
-        events_df = with_is_late(with_dlq_reason(with_events_and_raw(batch_df)), threshold).persist()
+        minute_log = read_offset_log(minute_checkpoint, settings.topic_events_raw)
+        threshold = tracker.threshold(batch_id, floor=newest_watermark(minute_log))
+        ranges = [astuple(r) for r in dropped_ranges(minute_log)]
+        dropped_df = batch_df.sparkSession.createDataFrame(ranges, DROPPED_RANGE_SCHEMA)
+        events_df = with_dlq_reason(with_events_and_raw(batch_df))
+        events_df = with_is_late(events_df, threshold, dropped_df).persist()
         try:
             # One pass for the common case (nothing rejected, nothing late); writes only when needed.
             summary = with_batch_summary(events_df).collect()
@@ -161,9 +175,9 @@ def late_and_dlq_batch(
             if rejected:
                 rejected_df = events_df.filter(F.col("dlq_reason").isNotNull())
                 write_records(with_dlq_records(rejected_df, datetime.now(UTC)), settings.topic_events_dlq, settings)
-            if late and threshold is not None:
+            if late:
                 late_df = events_df.filter(F.col("dlq_reason").isNull() & F.col("is_late"))
-                write_records(with_late_records(late_df, threshold), settings.topic_events_late, settings)
+                write_records(with_late_records(late_df), settings.topic_events_late, settings)
         finally:
             events_df.unpersist()
         valid = [r for r in summary if r["dlq_reason"] is None]
@@ -210,54 +224,60 @@ def ensure_topics(settings: Settings, streaming: StreamingSettings) -> None:
 
 
 def start_queries(
-    spark: SparkSession, settings: Settings, streaming: StreamingSettings, monitor: Monitor
+    spark: SparkSession,
+    settings: Settings,
+    streaming: StreamingSettings,
+    monitor: Monitor,
+    names: tuple[str, ...] = QUERIES,
 ) -> dict[str, StreamingQuery]:
-    """Define and start the seven queries (see the module docstring)."""
+    """Define and start the queries `names` (see the module docstring)."""
     wm = streaming.watermark
-    queries: dict[str, StreamingQuery] = {}
+    checkpoints = streaming.checkpoints(settings)
+    fast, slow = streaming.trigger, streaming.slow_trigger
+    plain, sketched = sketch_split()
 
     def events() -> DataFrame:
         return with_watermarked_events(read_topic(spark, settings, streaming, settings.topic_events_raw), wm)
 
-    checkpoints = streaming.checkpoints(settings)
-    plain, sketched = sketch_split()
+    def sink(name: str, topic: str, mode: str, trigger: str) -> Callable[[DataFrame], StreamingQuery]:
+        return lambda records_df: kafka_sink(records_df, name, topic, mode, settings, trigger, checkpoints)
 
-    def sink(name: str, records_df: DataFrame, topic: str, mode: str, trigger: str) -> None:
-        queries[name] = kafka_sink(records_df, name, topic, mode, settings, trigger, checkpoints)
+    def prep_records() -> DataFrame:
+        prep_wm = f"{int(streaming.watermark_seconds + PREP_EXTRA_WATERMARK.total_seconds())} seconds"
+        return with_prep_minute_records(read_topic(spark, settings, streaming, streaming.topic_prep), prep_wm)
 
-    fast, slow = streaming.trigger, streaming.slow_trigger
-    sink("minute", with_minute_records(events(), plain), settings.topic_metrics_minute, "update", fast)
-    sink("distinct", with_minute_records(events(), sketched), settings.topic_metrics_minute, "update", slow)
-    sink("orders", with_kafka_records(with_order_state(events()), ORDER_KEY), settings.topic_orders_live, "update",
-         slow)  # fmt: skip
-    sink("couriers", with_kafka_records(with_courier_state(events()), COURIER_KEY), settings.topic_couriers_live,
-         "update", slow)  # fmt: skip
-    sink("prep_join", with_prep_records(explode_prep_time_events(events())), streaming.topic_prep, "append", slow)
-    prep_wm = f"{int(streaming.watermark_seconds + PREP_EXTRA_WATERMARK.total_seconds())} seconds"
-    prep_df = with_prep_minute_records(read_topic(spark, settings, streaming, streaming.topic_prep), prep_wm)
-    sink("prep", prep_df, settings.topic_metrics_minute, "update", slow)
+    def late_dlq() -> StreamingQuery:
+        tracker = LateTracker(checkpoints / "late_dlq-thresholds.json", timedelta(seconds=streaming.watermark_seconds))
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", "late_dlq")
+        return (
+            read_topic(spark, settings, streaming, settings.topic_events_raw)
+            .writeStream.queryName("late_dlq")
+            .foreachBatch(late_and_dlq_batch(settings, tracker, monitor, checkpoints / "minute"))
+            .option("checkpointLocation", str(checkpoints / "late_dlq"))
+            .trigger(processingTime=slow)
+            .start()
+        )
 
-    minute_query = queries["minute"]
-
-    def minute_watermark() -> datetime | None:
-        progress = minute_query.lastProgress
-        epoch = watermark_epoch(progress) if progress else None
-        return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-    tracker = LateTracker(
-        streaming.checkpoints(settings) / "late_dlq-thresholds.json",
-        timedelta(seconds=streaming.watermark_seconds),
-    )
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "late_dlq")
-    queries["late_dlq"] = (
-        read_topic(spark, settings, streaming, settings.topic_events_raw)
-        .writeStream.queryName("late_dlq")
-        .foreachBatch(late_and_dlq_batch(settings, tracker, monitor, minute_watermark))
-        .option("checkpointLocation", str(checkpoints / "late_dlq"))
-        .trigger(processingTime=streaming.slow_trigger)
-        .start()
-    )
-    return queries
+    starts: dict[str, Callable[[], StreamingQuery]] = {
+        "minute": lambda: sink("minute", settings.topic_metrics_minute, "update", fast)(
+            with_minute_records(events(), plain)
+        ),
+        "distinct": lambda: sink("distinct", settings.topic_metrics_minute, "update", slow)(
+            with_minute_records(events(), sketched)
+        ),
+        "orders": lambda: sink("orders", settings.topic_orders_live, "update", slow)(
+            with_kafka_records(with_order_state(events()), ORDER_KEY)
+        ),
+        "couriers": lambda: sink("couriers", settings.topic_couriers_live, "update", slow)(
+            with_kafka_records(with_courier_state(events()), COURIER_KEY)
+        ),
+        "prep_join": lambda: sink("prep_join", streaming.topic_prep, "append", slow)(
+            with_prep_records(explode_prep_time_events(events()))
+        ),
+        "prep": lambda: sink("prep", settings.topic_metrics_minute, "update", slow)(prep_records()),
+        "late_dlq": late_dlq,
+    }
+    return {name: starts[name]() for name in names}
 
 
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
@@ -283,8 +303,26 @@ def fair_scheduler_file(path: Path) -> Path:
         for name, weight in POOL_WEIGHTS.items()
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'<?xml version="1.0"?><allocations>{pools}</allocations>\n')
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # both JVMs of the launcher write it: never a half file
+    tmp.write_text(f'<?xml version="1.0"?><allocations>{pools}</allocations>\n')
+    os.replace(tmp, path)
     return path
+
+
+def exit_with_parent(stop: Callable[[], None]) -> None:
+    """When started by the launcher: call `stop` once the launcher is gone (e.g. killed with -9 alone), so
+    no orphan JVM keeps the checkpoints and the ports."""
+    parent = os.environ.get(launcher.PARENT_PID_ENV)
+    if not parent:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(2)
+        log.error("launcher %s is gone: stopping", parent)
+        stop()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main() -> int:
@@ -293,6 +331,9 @@ def main() -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
     settings = get_settings()
     streaming = StreamingSettings()
+    names = streaming.selected_queries(QUERIES)
+    if streaming.separate_minute_jvm and not streaming.queries and "minute" in names:
+        return launcher.run(streaming, names)
     ensure_topics(settings, streaming)
     checkpoints = streaming.checkpoints(settings)
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -314,10 +355,10 @@ def main() -> int:
         },
     )
     spark.sparkContext.setLogLevel("WARN")
-    monitor = Monitor(QUERIES, settings.kafka_bootstrap)
+    monitor = Monitor(names, settings.kafka_bootstrap)
     spark.streams.addListener(ProgressListener(monitor))
     server = serve(monitor, streaming.metrics_host, streaming.metrics_port)
-    queries = start_queries(spark, settings, streaming, monitor)
+    queries = start_queries(spark, settings, streaming, monitor, names)
     log.info(
         "started %s; metrics on http://%s:%d/metrics",
         ", ".join(queries),
@@ -325,15 +366,20 @@ def main() -> int:
         streaming.metrics_port,
     )
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping queries", signum)
-        for query in queries.values():
-            query.stop()
+    # The handler only flags: it runs on the main thread, which may be inside a py4j call (a nested one
+    # fails with "reentrant call"). The loop below stops the queries between its short waits.
+    stopping = threading.Event()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping queries", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    exit_with_parent(stopping.set)
     try:
-        spark.streams.awaitAnyTermination()
+        while not stopping.is_set() and not spark.streams.awaitAnyTermination(1):
+            pass
     finally:
         failed = [n for n, q in queries.items() if q.exception() is not None]
         for query in queries.values():

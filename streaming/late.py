@@ -1,11 +1,16 @@
-"""Which events are beyond the watermark: a per-micro-batch threshold, persisted so a replay agrees.
+"""Which events are beyond the watermark: exactly those the minute query dropped, found in its offset log.
 
-Spark's stateful operators drop a row when its event time is at or before the query's watermark, and the
-watermark of micro-batch N is derived from the event times of batches before N. The late-events query
-applies the same rule to its own micro-batches: threshold(N) = max event time of batches < N − delay. It
-also never goes below the aggregation query's current watermark (read from that query's progress), so
-an event the aggregation drops is reported late even when that query runs ahead. The threshold of a
-batch is stored before its outputs are written: after a `kill -9` the replayed batch uses the same one.
+Spark's stateful operators drop a row of micro-batch N when its event time is at or before the watermark
+of batch N-1 (the late-events rule of Spark's watermark propagator). The minute query's checkpoint
+records, per batch, the watermark and the Kafka offsets it read up to (`offsets/<N>`). So for an event at
+(partition, offset) the late-events query finds the minute batch that read it and applies that batch's
+rule: the same verdict as the aggregation, whatever the two queries' batching, in one JVM or two.
+
+Events the minute query has not read yet (the late-events query runs ahead of it, or the offsets are older
+than the retained log) get a per-micro-batch threshold instead: max event time of the late-events
+query's earlier batches − delay, never below the minute query's newest watermark (every later minute batch
+drops at least what that watermark drops). The threshold of a batch is stored before its outputs are
+written: after a `kill -9` the replayed batch uses the same one.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
@@ -43,9 +48,7 @@ class LateTracker:
         if not self.path.exists():
             return None
         raw = json.loads(self.path.read_text())
-        return BatchMark(
-            raw["batch_id"], _dt(raw["max_before"]), _dt(raw["threshold"]), _dt(raw["max_after"])
-        )
+        return BatchMark(raw["batch_id"], _dt(raw["max_before"]), _dt(raw["threshold"]), _dt(raw["max_after"]))
 
     def threshold(self, batch_id: int, floor: datetime | None = None) -> datetime | None:
         """The threshold of `batch_id`: the stored one on a replay, else computed (and the floor applied)."""
@@ -73,3 +76,55 @@ class LateTracker:
         os.replace(tmp, self.path)  # atomic: a crash leaves the old or the new mark, never half of one
         self.last = mark
 
+
+@dataclass(frozen=True)
+class DroppedRange:
+    """Offsets [start, end) of one partition, read by one minute batch, which dropped the events at or
+    before `late_watermark_ms` (epoch ms; 0 = none)."""
+
+    partition: int
+    start: int
+    end: int
+    late_watermark_ms: int
+
+
+def read_offset_log(query_checkpoint: Path, topic: str) -> dict[int, tuple[int, dict[int, int]]]:
+    """Batch id → (batchWatermarkMs, end offset per partition of `topic`), from the retained `offsets/<id>`
+    files of a Kafka-sourced query (a version line, the JSON metadata, then one JSON line per source)."""
+    offsets = query_checkpoint / "offsets"
+    log: dict[int, tuple[int, dict[int, int]]] = {}
+    for path in offsets.iterdir() if offsets.is_dir() else []:
+        if not path.name.isdigit():
+            continue  # Hadoop's .crc side files, temporary files
+        try:
+            lines = path.read_text().splitlines()
+            watermark = int(json.loads(lines[1]).get("batchWatermarkMs", 0))
+            sources = [json.loads(line) for line in lines[2:]]
+            ends: dict[str, int] = next((source[topic] for source in sources if topic in source), {})
+        except (OSError, IndexError, ValueError, TypeError):
+            continue  # being written (Spark renames it into place, so rarely): the next batch reads it
+        log[int(path.name)] = (watermark, {int(p): int(o) for p, o in ends.items()})
+    return log
+
+
+def dropped_ranges(log: dict[int, tuple[int, dict[int, int]]]) -> list[DroppedRange]:
+    """Which offsets each logged minute batch read and what it dropped (see the module docstring). A
+    batch whose predecessor is no longer logged is skipped (its start and late watermark are unknown);
+    batch 0 has no late events."""
+    no_batch: tuple[int, dict[int, int]] = (0, {})  # before batch 0: no watermark, offsets from 0
+    ranges = []
+    for batch_id, (_, ends) in sorted(log.items()):
+        if batch_id > 0 and batch_id - 1 not in log:
+            continue
+        prev_watermark, prev_ends = log.get(batch_id - 1, no_batch)
+        for partition, end in ends.items():
+            start = prev_ends.get(partition, 0)
+            if end > start:
+                ranges.append(DroppedRange(partition, start, end, prev_watermark))
+    return ranges
+
+
+def newest_watermark(log: dict[int, tuple[int, dict[int, int]]]) -> datetime | None:
+    """The watermark of the newest logged batch: every later batch drops at least what it drops."""
+    millis = log[max(log)][0] if log else 0
+    return datetime.fromtimestamp(millis / 1000, UTC) if millis > 0 else None

@@ -40,7 +40,11 @@ def with_events_and_raw(kafka_df: DataFrame) -> DataFrame:
         parse_time(F.col(f"_event.{c}")).alias(c) if parse_time and c in time_columns else F.col(f"_event.{c}")
         for c in EVENT_COLUMNS
     ]
-    return kafka_df.select(raw.alias("raw"), F.from_json(raw, wire).alias("_event")).select("raw", *columns)
+    # The Kafka coordinates, when present, say which minute batch read the event (streaming.late).
+    coordinates = [c for c in ("partition", "offset") if c in kafka_df.columns]
+    return kafka_df.select(*coordinates, raw.alias("raw"), F.from_json(raw, wire).alias("_event")).select(
+        *coordinates, "raw", *columns
+    )
 
 
 def dlq_reason() -> Column:
@@ -72,16 +76,39 @@ def with_dlq_records(rejected_df: DataFrame, detected_at: datetime) -> DataFrame
     return rejected_df.select(F.col("tenant_id").alias("key"), F.to_json(value).alias("value"))
 
 
-def with_is_late(events_df: DataFrame, threshold: datetime | None) -> DataFrame:
-    """Events → plus `is_late`: event time at or before the threshold (Spark drops rows <= watermark)."""
-    if threshold is None:
-        return events_df.withColumn("is_late", F.lit(False))
-    return events_df.withColumn("is_late", F.col("occurred_at") <= F.lit(threshold).cast("timestamp"))
+# streaming.late.DroppedRange as rows.
+DROPPED_RANGE_SCHEMA = "partition int, start long, end long, late_watermark_ms long"
 
 
-def with_late_records(late_df: DataFrame, threshold: datetime) -> DataFrame:
-    """Late events → Kafka key (tenant) / value: ids, times, how late, and the original message."""
-    watermark = F.lit(threshold).cast("timestamp")
+def with_is_late(events_df: DataFrame, threshold: datetime | None, dropped_df: DataFrame | None = None) -> DataFrame:
+    """Events → plus `late_watermark` and `is_late` (event time at or before it: Spark drops rows <= the
+    watermark). `late_watermark` is the one of the minute batch that read the event where `dropped_df`
+    (partition, start, end, late_watermark_ms; see streaming.late.dropped_ranges) covers its offset, else
+    `threshold` (None: not late)."""
+    fallback = F.lit(threshold).cast("timestamp")
+    if dropped_df is not None:
+        ranges_df = dropped_df.select(*[F.col(c).alias(f"_range_{c}") for c in dropped_df.columns])
+        covers = (
+            (F.col("partition") == F.col("_range_partition"))
+            & (F.col("offset") >= F.col("_range_start"))
+            & (F.col("offset") < F.col("_range_end"))
+        )
+        by_offset = F.timestamp_millis(F.col("_range_late_watermark_ms"))
+        events_df = (
+            events_df.join(F.broadcast(ranges_df), covers, "left")
+            .withColumn("late_watermark", F.coalesce(by_offset, fallback))
+            .drop(*ranges_df.columns)
+        )
+    else:
+        events_df = events_df.withColumn("late_watermark", fallback)
+    is_late = F.coalesce(F.col("occurred_at") <= F.col("late_watermark"), F.lit(False))
+    return events_df.withColumn("is_late", is_late)
+
+
+def with_late_records(late_df: DataFrame) -> DataFrame:
+    """Late events (with_is_late) → Kafka key (tenant) / value: ids, times, the watermark that made each
+    late, how late, and the original message."""
+    watermark = F.col("late_watermark")
     value = F.struct(
         "event_id",
         "tenant_id",

@@ -90,6 +90,7 @@ def test_dlq_reasons_late_flag_and_prep_round_trip(spark) -> None:
     valid_df = events_df.filter("dlq_reason IS NULL")
     assert [r["is_late"] for r in with_is_late(valid_df, T).collect()] == [True]  # at the watermark: late
     assert [r["is_late"] for r in with_is_late(valid_df, T - timedelta(microseconds=1)).collect()] == [False]
+    assert [r["is_late"] for r in with_is_late(valid_df, None).collect()] == [False]
 
     prep_df = spark.createDataFrame(
         [("t1", "o1", datetime(2026, 5, 1, 12, 0, 0, 123456), datetime(2026, 5, 1, 12, 3, 0), 179.876544)],
@@ -97,6 +98,35 @@ def test_dlq_reasons_late_flag_and_prep_round_trip(spark) -> None:
     )
     back = with_parsed_prep(with_prep_records(prep_df).selectExpr("CAST(value AS BINARY) AS value"))
     assert back.collect() == prep_df.collect()
+
+
+@pytest.mark.spark
+def test_an_event_is_late_by_the_watermark_of_the_minute_batch_that_read_its_offset(spark) -> None:
+    from pyspark.sql import Row
+
+    from streaming.transforms import DROPPED_RANGE_SCHEMA, with_events_and_raw, with_is_late
+
+    def record(partition: int, offset: int, at: datetime) -> Row:
+        event = {"event_id": f"e{partition}-{offset}", "tenant_id": "t1", "event_type": "page_view",
+                 "occurred_at": at.isoformat().replace("+00:00", "Z"), "source": "s", "properties": {}}
+        return Row(partition=partition, offset=offset, value=json.dumps(event).encode())
+
+    minute = timedelta(minutes=1)
+    kafka_df = spark.createDataFrame([
+        record(0, 4, T - 2 * minute),  # read by a batch that dropped up to T - minute: late
+        record(0, 5, T - 2 * minute),  # read by a batch with no watermark: counted, so not late
+        record(1, 4, T),  # at its batch's watermark: late
+        record(1, 9, T - 2 * minute),  # not read by the minute query yet: the fallback threshold decides
+    ])
+    dropped_df = spark.createDataFrame(
+        [(0, 0, 5, int((T - minute).timestamp() * 1000)), (0, 5, 9, 0), (1, 0, 5, int(T.timestamp() * 1000))],
+        DROPPED_RANGE_SCHEMA,
+    )
+    events_df = with_events_and_raw(kafka_df)
+    late = {r["event_id"]: r["is_late"] for r in with_is_late(events_df, T - 3 * minute, dropped_df).collect()}
+    assert late == {"e0-4": True, "e0-5": False, "e1-4": True, "e1-9": False}
+    late = {r["event_id"]: r["is_late"] for r in with_is_late(events_df, T - minute, dropped_df).collect()}
+    assert late["e1-9"] is True and late["e0-5"] is False
 
 
 def test_component_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,3 +159,108 @@ def test_raw_keeping_parse_equals_the_library_parse(spark) -> None:
     values = [json.dumps({**base, "occurred_at": t, "received_at": t}) for t in times] + ["{bad", "[1, 2]"]
     kafka_df = spark.createDataFrame([Row(value=v.encode()) for v in values])
     assert with_events_and_raw(kafka_df).drop("raw").collect() == with_parsed_events(kafka_df).collect()
+
+
+def test_selected_queries_keep_the_job_order_and_refuse_unknown_names() -> None:
+    known = ("minute", "distinct", "orders")
+    assert StreamingSettings(queries="").selected_queries(known) == known
+    assert StreamingSettings(queries="orders, minute").selected_queries(known) == ("minute", "orders")
+    with pytest.raises(ValueError, match="unknown streaming queries \\['minutes'\\]"):
+        StreamingSettings(queries="minutes").selected_queries(known)
+
+
+def test_offset_log_says_which_minute_batch_read_an_offset_and_what_it_dropped(tmp_path: Path) -> None:
+    from streaming.late import DroppedRange, dropped_ranges, newest_watermark, read_offset_log
+
+    offsets = tmp_path / "minute" / "offsets"
+    assert read_offset_log(tmp_path / "minute", "raw") == {}  # no checkpoint yet
+    offsets.mkdir(parents=True)
+
+    def batch(n: int, watermark_ms: int, ends: dict[str, int]) -> None:
+        meta = json.dumps({"batchWatermarkMs": watermark_ms, "batchTimestampMs": 1})
+        (offsets / str(n)).write_text(f"v1\n{meta}\n{json.dumps({'raw': ends})}\n")
+
+    batch(0, 0, {"0": 5, "1": 3})
+    batch(1, 1000, {"0": 9, "1": 3})  # partition 1 read nothing new
+    batch(2, 2000, {"0": 12, "1": 7})
+    batch(10, 9000, {"0": 40, "1": 40})  # 3..9 no longer retained: its start is unknown
+    (offsets / ".2.crc").write_bytes(b"\x00")  # Hadoop side file
+    (offsets / "11").write_text("v1\n")  # being written
+    log = read_offset_log(tmp_path / "minute", "raw")
+    assert sorted(log) == [0, 1, 2, 10]
+    # Batch N drops what is at or before batch N-1's watermark; batch 0 drops nothing.
+    assert dropped_ranges(log) == [
+        DroppedRange(0, 0, 5, 0), DroppedRange(1, 0, 3, 0),
+        DroppedRange(0, 5, 9, 0),
+        DroppedRange(0, 9, 12, 1000), DroppedRange(1, 3, 7, 1000),
+    ]
+    assert newest_watermark(log) == datetime.fromtimestamp(9, UTC)
+    assert newest_watermark({0: (0, {})}) is None
+
+
+def test_launcher_merges_the_children_readiness_and_metrics() -> None:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+    from streaming.launcher import merged_families, merged_health
+
+    minute = {"ready": True, "queries": {"minute": {"active": True, "batch": 7}}, "failed": {},
+              "offsets_behind": 3, "freshness_s": None}
+    state = {"ready": True, "queries": {"orders": {"active": True, "batch": 2}}, "failed": {},
+             "offsets_behind": 40, "freshness_s": 1.5}
+    both = merged_health([minute, state], ["minute", "state"])
+    assert both["ready"] and both["offsets_behind"] == 43 and both["freshness_s"] == 1.5
+    assert set(both["queries"]) == {"minute", "orders"}
+    assert not merged_health([minute, None], ["minute", "state"])["ready"]  # a child that does not answer
+    assert not merged_health([minute, {**state, "ready": False}], ["minute", "state"])["ready"]
+
+    def exposition(query: str, late: float) -> str:
+        registry = CollectorRegistry()
+        Gauge("lag", "h", ["query"], registry=registry).labels(query).set(late + 1)
+        if late:
+            Counter("late_events", "h", ["tenant_id"], registry=registry).labels("t1").inc(late)
+        return generate_latest(registry).decode()
+
+    families = {f.name: f for f in merged_families([exposition("minute", 0), exposition("orders", 4)])}
+    assert {s.labels["query"]: s.value for s in families["lag"].samples} == {"minute": 1.0, "orders": 5.0}
+    assert [s.value for s in families["late_events"].samples if s.name == "late_events_total"] == [4.0]
+
+
+def test_a_launched_child_stops_when_its_launcher_is_killed(tmp_path: Path) -> None:
+    """Real processes: launcher → child running exit_with_parent; kill -9 the launcher → the child stops."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = (
+        "import threading, time\n"
+        "from streaming.job import exit_with_parent\n"
+        "done = threading.Event()\n"
+        "exit_with_parent(done.set)\n"
+        f"open({str(tmp_path / 'ready')!r}, 'w').close()\n"
+        "assert done.wait(60), 'still running a minute after the launcher died'\n"
+        f"open({str(tmp_path / 'stopped')!r}, 'w').close()\n"
+    )
+    launcher = (
+        "import os, subprocess, sys, time\n"
+        f"env = {{**os.environ, 'LAKEPULSE_STREAMING_PARENT_PID': str(os.getpid())}}\n"
+        f"subprocess.Popen([sys.executable, '-c', {child!r}], env=env)\n"
+        "time.sleep(600)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", launcher], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ready").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "child never started"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "stopped").exists():
+            assert time.monotonic() < deadline, "the orphaned child did not stop"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
