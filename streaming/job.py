@@ -63,7 +63,7 @@ from lakepulse.spark_session import build_spark
 from streaming import launcher
 from streaming.config import StreamingSettings
 from streaming.late import LateTracker, dropped_ranges, newest_watermark, read_offset_log
-from streaming.monitor import Monitor, ProgressListener, serve
+from streaming.monitor import Monitor, listen, serve
 from streaming.transforms import (
     DROPPED_RANGE_SCHEMA,
     PREP_KEY,
@@ -356,7 +356,7 @@ def main() -> int:
     )
     spark.sparkContext.setLogLevel("WARN")
     monitor = Monitor(names, settings.kafka_bootstrap)
-    spark.streams.addListener(ProgressListener(monitor))
+    listen(spark, monitor)
     server = serve(monitor, streaming.metrics_host, streaming.metrics_port)
     queries = start_queries(spark, settings, streaming, monitor, names)
     log.info(
