@@ -16,7 +16,6 @@ restart exact). A child whose launcher vanished stops itself (see `streaming.job
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -27,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,6 +37,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from streaming.config import StreamingSettings
+from streaming.monitor import PROMETHEUS_TEXT, Answer, json_answer, serve_endpoints
 
 log = logging.getLogger("lakepulse.streaming.launcher")
 REPO = Path(__file__).resolve().parents[1]
@@ -121,11 +121,17 @@ def merged_health(bodies: list[dict[str, Any] | None], names: list[str]) -> dict
 def serve_union(children: list[Child], host: str, port: int) -> ThreadingHTTPServer:
     """/metrics, /healthz and /progress of the job: the children's, combined at request time."""
 
-    def bodies(path: str) -> list[httpx.Response | None]:
+    def answers(path: str) -> list[httpx.Response | None]:
         return [child.get(path) for child in children]
 
-    def metrics() -> bytes:
-        texts = [a.text for a in bodies("/metrics") if a is not None and a.is_success]
+    def parsed(answer: httpx.Response | None) -> Any:
+        try:
+            return answer.json() if answer is not None else None
+        except ValueError:
+            return None
+
+    def metrics() -> Answer:
+        texts = [a.text for a in answers("/metrics") if a is not None and a.is_success]
 
         class Union:
             def collect(self) -> Iterator[Metric]:
@@ -133,40 +139,19 @@ def serve_union(children: list[Child], host: str, port: int) -> ThreadingHTTPSer
 
         registry = CollectorRegistry()
         registry.register(Union())  # type: ignore[arg-type]  # any object with collect() is a collector
-        return generate_latest(registry)
+        return generate_latest(registry), 200, PROMETHEUS_TEXT
 
-    def json_or_none(answer: httpx.Response | None) -> Any:
-        try:
-            return answer.json() if answer is not None else None
-        except ValueError:
-            return None
+    def progress() -> Answer:
+        merged: dict[str, Any] = {}
+        for part in map(parsed, answers("/progress")):
+            merged.update(part or {})
+        return json_answer(merged)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.path.startswith("/metrics"):
-                body, status, kind = metrics(), 200, "text/plain; version=0.0.4"
-            elif self.path.startswith("/progress"):
-                merged: dict[str, Any] = {}
-                for part in map(json_or_none, bodies("/progress")):
-                    merged.update(part or {})
-                body, status, kind = json.dumps(merged, indent=1).encode(), 200, "application/json"
-            elif self.path.startswith("/healthz"):
-                info = merged_health([json_or_none(a) for a in bodies("/healthz")], [c.name for c in children])
-                body, status, kind = json.dumps(info).encode(), 200 if info["ready"] else 503, "application/json"
-            else:
-                body, status, kind = b"not found\n", 404, "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def healthz() -> Answer:
+        info = merged_health([parsed(a) for a in answers("/healthz")], [c.name for c in children])
+        return json_answer(info, 200 if info["ready"] else 503)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet scrapes
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    return server
+    return serve_endpoints({"/metrics": metrics, "/progress": progress, "/healthz": healthz}, host, port)
 
 
 def run(streaming: StreamingSettings, queries: tuple[str, ...], stop_wait_s: float = 55.0) -> int:

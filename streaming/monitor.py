@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pyspark.sql import SparkSession
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 PREFIX = "lakepulse_streaming"
 
@@ -234,22 +236,22 @@ def listen(spark: SparkSession, monitor: Monitor) -> None:
     )
 
 
-def serve(monitor: Monitor, host: str, port: int) -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz and /progress (the last progress of each query) in a daemon thread."""
+# (body, HTTP status, content type) of one endpoint, computed per request.
+Answer = tuple[bytes, int, str]
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+
+
+def json_answer(value: Any, status: int = 200) -> Answer:
+    return json.dumps(value, indent=1).encode(), status, "application/json"
+
+
+def serve_endpoints(endpoints: dict[str, Callable[[], Answer]], host: str, port: int) -> ThreadingHTTPServer:
+    """Serve GET `endpoints` (path prefix → answer) in a daemon thread; 404 for anything else."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.path.startswith("/metrics"):
-                body, status, kind = monitor.exposition(), 200, "text/plain; version=0.0.4"
-            elif self.path.startswith("/progress"):
-                with monitor.lock:
-                    body = json.dumps(monitor.progress, indent=1).encode()
-                status, kind = 200, "application/json"
-            elif self.path.startswith("/healthz"):
-                ok, info = monitor.health()
-                body, status, kind = json.dumps(info).encode(), 200 if ok else 503, "application/json"
-            else:
-                body, status, kind = b"not found\n", 404, "text/plain"
+            answer = next((fn for path, fn in endpoints.items() if self.path.startswith(path)), None)
+            body, status, kind = answer() if answer is not None else (b"not found\n", 404, "text/plain")
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
@@ -262,3 +264,21 @@ def serve(monitor: Monitor, host: str, port: int) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+def serve(monitor: Monitor, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz and /progress (the last progress of each query)."""
+
+    def progress() -> Answer:
+        with monitor.lock:
+            return json_answer(monitor.progress)
+
+    def healthz() -> Answer:
+        ok, info = monitor.health()
+        return json_answer(info, 200 if ok else 503)
+
+    return serve_endpoints(
+        {"/metrics": lambda: (monitor.exposition(), 200, PROMETHEUS_TEXT), "/progress": progress, "/healthz": healthz},
+        host,
+        port,
+    )

@@ -264,3 +264,24 @@ def test_a_launched_child_stops_when_its_launcher_is_killed(tmp_path: Path) -> N
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_endpoints_answer_per_request_and_404_otherwise() -> None:
+    import httpx
+
+    from streaming.monitor import json_answer, serve_endpoints
+
+    calls = []
+
+    def healthz() -> tuple[bytes, int, str]:
+        calls.append(1)
+        return json_answer({"ready": False, "n": len(calls)}, 503)
+
+    server = serve_endpoints({"/healthz": healthz}, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        first, second = httpx.get(f"{base}/healthz"), httpx.get(f"{base}/healthz")
+        assert (first.status_code, first.json()["n"], second.json()["n"]) == (503, 1, 2)
+        assert httpx.get(f"{base}/other").status_code == 404
+    finally:
+        server.shutdown()
