@@ -18,8 +18,8 @@ own and the six others share a second one at a lower OS priority (see streaming.
 two state stores (dedup and aggregation; with_minute_partials builds its rows without a union, so the
 dedup is planned once). Distinct metrics carry HLL/Theta sketches in their state, which would make every
 group of the minute query costly, so they have a query of their own on the slower trigger, as have the
-other queries. The late-events query reads the minute query's watermark from that query's checkpoint,
-so it works in either layout.
+other queries. The late-events query finds, in the minute query's checkpoint, which minute batch read each
+event and whether that batch dropped it (streaming.late), so it agrees with the aggregation in either layout.
 
 Every sink is keyed by the row's primary key and Pinot upserts by it, so a micro-batch replayed after a
 crash rewrites the same rows: restarts from the checkpoints double-count nothing. Order and courier state
@@ -33,7 +33,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
@@ -309,22 +308,6 @@ def fair_scheduler_file(path: Path) -> Path:
     return path
 
 
-def exit_with_parent(stop: Callable[[], None]) -> None:
-    """When started by the launcher: call `stop` once the launcher is gone (e.g. killed with -9 alone), so
-    no orphan JVM keeps the checkpoints and the ports."""
-    parent = os.environ.get(launcher.PARENT_PID_ENV)
-    if not parent:
-        return
-
-    def watch() -> None:
-        while os.getppid() == int(parent):
-            time.sleep(2)
-        log.error("launcher %s is gone: stopping", parent)
-        stop()
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def main() -> int:
     """Read → transform → write until stopped; a failed query ends the process (the supervisor restarts it)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -376,7 +359,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    exit_with_parent(stopping.set)
+    launcher.exit_with_parent(stopping.set)
     try:
         while not stopping.is_set() and not spark.streams.awaitAnyTermination(1):
             pass

@@ -11,7 +11,7 @@ freshness tail. Spark cannot prioritise threads inside one JVM, the OS can prior
 This process serves the union of their /metrics, /healthz and /progress on the configured port, so the
 supervisor, `lakepulse status`, the benches and the tests see one job as before. When a child exits the
 other is stopped and this process exits non-zero (the supervisor restarts the pair; checkpoints make the
-restart exact). A child whose launcher vanished stops itself (see `streaming.job.exit_with_parent`).
+restart exact). A child whose launcher vanished stops itself (`exit_with_parent`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -50,7 +50,6 @@ class Child:
     """One supervised JVM process and the port of its own metrics server."""
 
     name: str
-    queries: tuple[str, ...]
     port: int
     proc: subprocess.Popen[bytes]
 
@@ -87,7 +86,23 @@ def spawn(name: str, queries: tuple[str, ...], niceness: int, extra_env: dict[st
     # Same process group as the launcher: the supervisor's group stop (and a test's killpg) reach them.
     proc = subprocess.Popen(command, cwd=REPO, env=child_env(queries, port, extra_env))
     log.info("started %s (pid %d, nice %d): %s", name, proc.pid, niceness, ", ".join(queries))
-    return Child(name, queries, port, proc)
+    return Child(name, port, proc)
+
+
+def exit_with_parent(stop: Callable[[], None]) -> None:
+    """When started by the launcher: call `stop` once the launcher is gone (e.g. killed with -9 alone), so
+    no orphan JVM keeps the checkpoints and the ports."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(2)
+        log.error("launcher %s is gone: stopping", parent)
+        stop()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 # The union of the children's endpoints -------------------------------------------------------------------

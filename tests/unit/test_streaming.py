@@ -235,7 +235,7 @@ def test_a_launched_child_stops_when_its_launcher_is_killed(tmp_path: Path) -> N
 
     child = (
         "import threading, time\n"
-        "from streaming.job import exit_with_parent\n"
+        "from streaming.launcher import exit_with_parent\n"
         "done = threading.Event()\n"
         "exit_with_parent(done.set)\n"
         f"open({str(tmp_path / 'ready')!r}, 'w').close()\n"
