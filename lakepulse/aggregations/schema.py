@@ -142,12 +142,19 @@ COURIER_STATE_SCHEMA = StructType(
 def with_parsed_events(raw_df: DataFrame, value_col: str = "value") -> DataFrame:
     """Kafka-shaped rows (binary/string JSON in `value_col`) → one column per envelope field."""
     parsed = F.from_json(F.col(value_col).cast("string"), WIRE_EVENT_SCHEMA)
-    return raw_df.select(parsed.alias("_event")).select(
-        *[
-            (rfc3339_timestamp(F.col(f"_event.{c}")) if c in TIME_COLUMNS else F.col(f"_event.{c}")).alias(c)
-            for c in EVENT_COLUMNS
-        ]
+    return raw_df.select(parse_once(parsed)).select(
+        *[(rfc3339_timestamp(F.col(c)) if c in TIME_COLUMNS else F.col(c)).alias(c) for c in EVENT_COLUMNS]
     )
+
+
+def parse_once(parsed: Column) -> Column:
+    """A parsed struct (from_json) → its fields as columns, parsed once whatever filters follow.
+
+    Spark pushes a filter below the projection it reads and inlines the aliased expression into it, so
+    `filter(tenant_id IS NOT NULL)` over `from_json(...).tenant_id` parses every record once more per
+    field the filter names (SPARK-47672); a Generate's output cannot be inlined. Measured on 1M events:
+    parse + filter_valid_events 8.1-8.9 s before, 3.5 s after (BENCHMARKS.md)."""
+    return F.inline_outer(F.array(parsed))
 
 
 # Optional column beside the JSON text `properties`: the same properties already parsed with
