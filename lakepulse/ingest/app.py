@@ -5,6 +5,7 @@ Run: `uvicorn --factory lakepulse.ingest.app:create_app --host 127.0.0.1 --port 
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -211,6 +212,19 @@ def _openapi_with_event_body(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a server that allocates ~10 objects per event.
+
+    A request of 5,000 events keeps some 50,000 objects alive until it is answered: with the default
+    thresholds (700, 10, 10) they are traced again and again and promoted into the old generation, whose
+    collections then trace the whole heap (12 % of a worker's CPU in a profile at 100,000 events/s). Objects
+    made before serving (modules, the app) are frozen out of collection; young collections run per 50,000
+    allocations. Reference counting still frees everything that is not a cycle at once.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def create_app(
     settings: Settings | None = None,
     limits: Limits | None = None,
@@ -223,6 +237,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_gc()
         yield
         app.state.sinks.close()
 

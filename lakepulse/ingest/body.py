@@ -30,7 +30,7 @@ class Limits:
     max_events: int = 20_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     """One event of the body as JSON text: an NDJSON line exactly as sent, or an array element re-encoded.
 

@@ -16,7 +16,7 @@ from lakepulse.events import InvalidEvent, rfc3339_utc, validate_event_json
 from lakepulse.ingest.body import Item
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KafkaRecord:
     """One message for Kafka: key (tenant_id) and JSON value."""
 
@@ -25,7 +25,7 @@ class KafkaRecord:
 
 
 # Results are dataclasses so that orjson writes the per-event list of a 202 without Python dicts.
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Accepted:
     """An event bound for the raw topic."""
 
@@ -34,7 +34,7 @@ class Accepted:
     status: Literal["accepted"] = "accepted"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """An event bound for the dead-letter topic, and why."""
 
