@@ -7,8 +7,8 @@ metrics port answers) or, with --start-job (default when none answers), one star
 checkpoint (starting at the end of events.raw) and stopped at the end.
 
 Per rate: a background load of generated marketplace events (fresh ids, occurred_at = now) is produced
-straight to events.raw at the rate (the API itself tops out well below 20,000 events/s on this machine, see
-BENCHMARKS.md "Ingest"), while probe events go through the API, each for its own tenant. A probe's
+straight to events.raw at the rate (so that the load does not also pay for the API's CPU on the same
+cores), while probe events go through the API, each for its own tenant. A probe's
 freshness is the time from the API's 202 to the first Pinot broker answer that shows its `events` row
 (polled every 100 ms, so figures carry up to ~0.1 s + one query of granularity). Stream lag (records the
 minute query has not read) is sampled from the job's /metrics to tell whether the job keeps up.
