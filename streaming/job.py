@@ -74,7 +74,6 @@ from streaming.transforms import (
     with_late_records,
     with_parsed_prep,
     with_prep_records,
-    write_time,
 )
 
 log = logging.getLogger("lakepulse.streaming")
@@ -116,14 +115,14 @@ def with_minute_records(events_df: DataFrame, metrics: list[str]) -> DataFrame:
     """Watermarked events → first copy per event_id within the watermark → minute partial rows of
     `metrics` as Kafka records."""
     deduped_df = events_df.dropDuplicatesWithinWatermark(["event_id"])
-    return with_kafka_records(with_minute_partials(deduped_df, metrics, updated_at=write_time()))
+    return with_kafka_records(with_minute_partials(deduped_df, metrics))
 
 
 def with_prep_minute_records(prep_kafka_df: DataFrame, watermark: str) -> DataFrame:
     """Prep-topic records → deduplicated pairs → prep_time minute partial rows as Kafka records."""
     prep_df = with_parsed_prep(prep_kafka_df).filter(F.col("tenant_id").isNotNull())
     deduped_df = prep_df.withWatermark("occurred_at", watermark).dropDuplicatesWithinWatermark(list(PREP_KEY))
-    return with_kafka_records(with_minute_partials(deduped_df, source="prep_time", updated_at=write_time()))
+    return with_kafka_records(with_minute_partials(deduped_df, source="prep_time"))
 
 
 # Writes -----------------------------------------------------------------------------------------------
@@ -266,10 +265,10 @@ def start_queries(
             with_minute_records(events(), sketched)
         ),
         "orders": lambda: sink("orders", settings.topic_orders_live, "update", slow)(
-            with_kafka_records(with_order_state(events(), updated_at=write_time()), ORDER_KEY)
+            with_kafka_records(with_order_state(events()), ORDER_KEY)
         ),
         "couriers": lambda: sink("couriers", settings.topic_couriers_live, "update", slow)(
-            with_kafka_records(with_courier_state(events(), updated_at=write_time()), COURIER_KEY)
+            with_kafka_records(with_courier_state(events()), COURIER_KEY)
         ),
         "prep_join": lambda: sink("prep_join", streaming.topic_prep, "append", slow)(
             with_prep_records(explode_prep_time_events(events()))

@@ -47,16 +47,6 @@ def with_events_and_raw(kafka_df: DataFrame) -> DataFrame:
     )
 
 
-def write_time() -> Column:
-    """The wall-clock time a row is computed (ms), for `updated_at`: Pinot's upsert comparison column.
-
-    Not current_timestamp(): a streaming query turns that into a literal of each micro-batch's time, and
-    Spark writes literals into the generated Java code, so every micro-batch's final stage would be new
-    code, compiled by Janino and then by the JIT again (measured: ~9 new classes and 25 s of JIT time per
-    32 s in the minute JVM). A reflective call is evaluated at run time and keeps the code the same."""
-    return F.timestamp_millis(F.expr("reflect('java.lang.System', 'currentTimeMillis')").cast("long"))
-
-
 def dlq_reason() -> Column:
     """Why an envelope row cannot be placed by any metric (null when it can); mirrors filter_valid_events."""
     return (

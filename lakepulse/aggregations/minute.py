@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
+from lakepulse.aggregations.schema import updated_at_or_default
 from lakepulse.catalog import Catalog, Metric, get_catalog
 
 # lgConfigK 12: relative standard error ~1.6 % (HLL) / ~1.6 % (Theta, 4096 nominal entries), inside the
@@ -205,5 +206,5 @@ def _aggregated(
         _only_for(distinct_metrics, F.col("hll_sketch")).cast("binary").alias("hll_sketch"),
         _only_for(distinct_metrics, F.col("theta_sketch")).cast("binary").alias("theta_sketch"),
         buckets_col.cast("array<long>").alias("buckets"),
-        (updated_at if updated_at is not None else F.current_timestamp()).alias("updated_at"),
+        updated_at_or_default(events_df, updated_at).alias("updated_at"),
     )

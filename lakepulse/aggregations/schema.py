@@ -157,6 +157,22 @@ def parse_once(parsed: Column) -> Column:
     return F.inline_outer(F.array(parsed))
 
 
+def updated_at_or_default(events_df: DataFrame, updated_at: Column | None) -> Column:
+    """`updated_at` of an output row (the Pinot upsert comparison column): the given column, else the time
+    of the computation: the job's current_timestamp() in batch, the time each row is computed in streaming.
+
+    Not current_timestamp() in streaming: a streaming query turns it into a literal of each micro-batch's
+    time, and Spark writes literals into the generated Java code, so every micro-batch's final stage would
+    be new code, compiled by Janino and then by the JIT again (measured: ~9 new classes per second and 0.8 s
+    of JIT time per second in the minute JVM). A reflective call is evaluated at run time and keeps the code
+    the same; milliseconds are what Pinot stores anyway."""
+    if updated_at is not None:
+        return updated_at
+    if events_df.isStreaming:
+        return F.timestamp_millis(F.expr("reflect('java.lang.System', 'currentTimeMillis')").cast("long"))
+    return F.current_timestamp()
+
+
 # Optional column beside the JSON text `properties`: the same properties already parsed with
 # PROPERTIES_SCHEMA (bronze stores it so that every later read skips the JSON parse).
 TYPED_PROPERTIES = "typed_properties"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
+from lakepulse.aggregations.schema import updated_at_or_default
 from lakepulse.events import COURIER_STATUSES, ORDER_STATUSES  # the event contract's lifecycle order
 
 # Longest plausible prep; bounds the stream-stream join state (a pair further apart is not one order's prep).
@@ -139,7 +140,7 @@ def with_order_state(
         "delivery_rating",
         "rated_at",
         "last_event_at",
-        (updated_at if updated_at is not None else F.current_timestamp()).alias("updated_at"),
+        updated_at_or_default(events_df, updated_at).alias("updated_at"),
     )
 
 
@@ -173,5 +174,5 @@ def with_courier_state(events_df: DataFrame, updated_at: Column | None = None) -
         "status_at",
         (F.col("_latest._status") == "arrived_at_restaurant").alias("is_waiting"),
         "last_event_at",
-        (updated_at if updated_at is not None else F.current_timestamp()).alias("updated_at"),
+        updated_at_or_default(events_df, updated_at).alias("updated_at"),
     )
