@@ -11,7 +11,7 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType, T
 
 from lakepulse.aggregations import RAW_EVENT_SCHEMA
 from lakepulse.aggregations import schema as event_schema
-from lakepulse.aggregations.schema import EVENT_COLUMNS
+from lakepulse.aggregations.schema import EVENT_COLUMNS, parse_once
 
 # Rows of explode_prep_time_events as they travel through the intermediate topic.
 PREP_SCHEMA = StructType(
@@ -150,11 +150,11 @@ def with_prep_records(prep_df: DataFrame) -> DataFrame:
 def with_parsed_prep(kafka_df: DataFrame) -> DataFrame:
     """Kafka rows of the prep topic → PREP_SCHEMA rows (exact microsecond times)."""
     schema = "tenant_id string, order_id string, confirmed_at_us long, occurred_at_us long, prep_seconds double"
-    parsed = F.from_json(F.col("value").cast("string"), schema).alias("p")
-    return kafka_df.select(parsed).select(
-        "p.tenant_id",
-        "p.order_id",
-        F.timestamp_micros("p.confirmed_at_us").alias("confirmed_at"),
-        F.timestamp_micros("p.occurred_at_us").alias("occurred_at"),
-        "p.prep_seconds",
+    parsed = F.from_json(F.col("value").cast("string"), schema)
+    return kafka_df.select(parse_once(parsed)).select(
+        "tenant_id",
+        "order_id",
+        F.timestamp_micros("confirmed_at_us").alias("confirmed_at"),
+        F.timestamp_micros("occurred_at_us").alias("occurred_at"),
+        "prep_seconds",
     )

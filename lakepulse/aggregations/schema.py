@@ -153,7 +153,7 @@ def parse_once(parsed: Column) -> Column:
     Spark pushes a filter below the projection it reads and inlines the aliased expression into it, so
     `filter(tenant_id IS NOT NULL)` over `from_json(...).tenant_id` parses every record once more per
     field the filter names (SPARK-47672); a Generate's output cannot be inlined. Measured on 1M events:
-    parse + filter_valid_events 8.1-8.9 s before, 3.5 s after (BENCHMARKS.md)."""
+    parse + filter_valid_events 7.9-8.9 s before, 3.3-3.5 s after (BENCHMARKS.md)."""
     return F.inline_outer(F.array(parsed))
 
 
