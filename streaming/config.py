@@ -48,6 +48,11 @@ class StreamingSettings(BaseSettings):
     # scans run in parallel, one per task thread.
     minute_task_slots: int = 2
     minute_shuffle_partitions: int = 2
+    # RocksDB block cache per state store instance, in MB: Spark's default (8) for the six other queries; the
+    # minute JVM's dedup stores (tens of MB of ids each) fit whole in theirs, so the lookup of every new
+    # event_id and the eviction scan read cached blocks (replay of 3.2M events: 932 → 724 ms per 20k batch).
+    rocksdb_block_cache_mb: int = 8
+    minute_rocksdb_block_cache_mb: int = 256
 
     def selected_queries(self, known: tuple[str, ...]) -> tuple[str, ...]:
         """The queries this process runs, in `known` order; a clear error for an unknown name."""

@@ -348,6 +348,7 @@ def main() -> int:
             # Evicted dedup ids stay as tombstones in the memtable (64 MB by default) until it is flushed and
             # compacted, and every micro-batch's eviction scan walks over them: small memtables flush often.
             "spark.sql.streaming.stateStore.rocksdb.writeBufferSizeMB": "8",
+            "spark.sql.streaming.stateStore.rocksdb.blockCacheSizeMB": str(streaming.rocksdb_block_cache_mb),
             # Seven queries share two cores: interleave their tasks instead of queueing whole jobs.
             "spark.scheduler.mode": "FAIR",
             "spark.scheduler.allocation.file": str(fair_scheduler_file(checkpoints / "fairscheduler.xml")),

@@ -180,6 +180,7 @@ def run(streaming: StreamingSettings, queries: tuple[str, ...], stop_wait_s: flo
             {
                 "LAKEPULSE_STREAMING_LOCAL_TASK_SLOTS": str(streaming.minute_task_slots),
                 "LAKEPULSE_STREAMING_SHUFFLE_PARTITIONS": str(streaming.minute_shuffle_partitions),
+                "LAKEPULSE_STREAMING_ROCKSDB_BLOCK_CACHE_MB": str(streaming.minute_rocksdb_block_cache_mb),
             },
         ),
         spawn("state", slow, streaming.slow_niceness, {}),
