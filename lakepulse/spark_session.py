@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import sys
 
 from pyspark.sql import SparkSession
 
 from lakepulse.platform.components.spark import JVM_CONF, spark_jars
 from lakepulse.settings import Settings, get_settings
+
+log = logging.getLogger("lakepulse.spark")
 
 
 def s3a_conf(settings: Settings) -> dict[str, str]:
@@ -20,8 +24,7 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key,
         "spark.hadoop.fs.s3a.path.style.access": "true",
         "spark.hadoop.fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https")).lower(),
-        "spark.hadoop.fs.s3a.aws.credentials.provider":
-            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
     }
 
@@ -49,3 +52,25 @@ def build_spark(app_name: str, settings: Settings | None = None, **extra_conf: s
     for key, value in {**s3a_conf(settings), **JVM_CONF, **extra_conf}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def stop_spark(spark: SparkSession, timeout_s: float = 20.0) -> None:
+    """Stop the session, then end its JVM: ask it to exit, and kill it if it has not within `timeout_s`.
+
+    PySpark's JVM exits when its stdin (a pipe from this process) closes, running its shutdown hooks. A
+    SIGTERM sent to the whole process group (a supervisor's or a test's group stop) also starts those hooks,
+    racing this process's own stop; they can hang for good, and the JVM then outlives this process
+    (reparented to init, still holding its memory and threads)."""
+    jvm = getattr(spark.sparkContext._gateway, "proc", None)  # None when started by spark-submit
+    try:
+        spark.stop()
+    finally:
+        if jvm is not None:
+            if jvm.stdin is not None:
+                jvm.stdin.close()
+            try:
+                jvm.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("Spark JVM %d still running %.0f s after stop: killing it", jvm.pid, timeout_s)
+                jvm.kill()
+                jvm.wait()

@@ -58,7 +58,7 @@ from lakepulse.aggregations import (
 )
 from lakepulse.catalog import get_catalog
 from lakepulse.settings import Settings, get_settings
-from lakepulse.spark_session import build_spark
+from lakepulse.spark_session import build_spark, stop_spark
 from streaming import launcher
 from streaming.config import StreamingSettings
 from streaming.late import LateTracker, dropped_ranges, newest_watermark, read_offset_log
@@ -383,13 +383,15 @@ def main() -> int:
     try:
         while not stopping.is_set() and not spark.streams.awaitAnyTermination(1):
             pass
-    finally:
         failed = [n for n, q in queries.items() if q.exception() is not None]
-        for query in queries.values():
-            if query.isActive:
-                query.stop()
-        server.shutdown()
-        spark.stop()
+    finally:
+        try:
+            for query in queries.values():
+                if query.isActive:
+                    query.stop()
+            server.shutdown()
+        finally:
+            stop_spark(spark)
     if failed:
         log.error("queries failed: %s", failed)
         return 1

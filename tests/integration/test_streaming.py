@@ -455,3 +455,34 @@ def test_kill_9_mid_stream_then_restart_changes_no_number(speed: SpeedRun) -> No
     want = comparable(recount(speed.on_time))
     got = wait_for_rows(speed.settings, speed.prefix, recount(speed.on_time))
     assert got == want, diff(got, want)
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """Live processes (pid → name) of a session: a job started with start_new_session and all it started,
+    including any reparented to init after its parent ended."""
+    found: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended while we looked
+            continue
+        name_end = text.rindex(")")
+        state, _ppid, _pgrp, session = text[name_end + 2 :].split()[:4]
+        if state != "Z" and int(session) == sid:
+            found[int(stat.parent.name)] = text[text.index("(") + 1 : name_end]
+    return found
+
+
+def test_sigterm_ends_every_process_of_the_job(speed: SpeedRun) -> None:
+    """A group SIGTERM (supervisor's stop, the freshness bench) ends the launcher, its two query processes
+    and both JVMs. The JVMs get the signal too, and their shutdown hooks raced the job's own stop: a JVM
+    could hang in them and outlive the job (the job now ends its JVM, see stop_spark)."""
+    assert speed.job.proc is not None
+    sid = speed.job.proc.pid
+    before = session_processes(sid)
+    assert list(before.values()).count("java") == 2, before
+    speed.job.stop()
+    deadline = time.monotonic() + 60
+    while (left := session_processes(sid)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not left, f"still running after the job stopped: {left}"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from lakepulse.settings import Settings
+from lakepulse.spark_session import stop_spark
 from streaming.config import StreamingSettings, interval_seconds
 from streaming.late import LateTracker
 from streaming.monitor import offsets_behind, watermark_epoch
@@ -285,3 +290,24 @@ def test_endpoints_answer_per_request_and_404_otherwise() -> None:
         assert httpx.get(f"{base}/other").status_code == 404
     finally:
         server.shutdown()
+
+
+class StoppableSession:
+    """What stop_spark uses of a SparkSession: stop() and the process of its JVM."""
+
+    def __init__(self, jvm: subprocess.Popen[bytes]) -> None:
+        self.sparkContext = SimpleNamespace(_gateway=SimpleNamespace(proc=jvm))
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.parametrize(("command", "returncode"), [(["cat"], 0), (["sleep", "60"], -signal.SIGKILL)])
+def test_stop_spark_ends_the_jvm_even_when_it_ignores_its_stdin_closing(command: list[str], returncode: int) -> None:
+    # `cat` exits when its stdin closes, as PySpark's JVM does; `sleep` does not, like a JVM whose shutdown
+    # hooks hang: it is killed after the timeout.
+    jvm = subprocess.Popen(command, stdin=subprocess.PIPE)
+    session: Any = StoppableSession(jvm)
+    stop_spark(session, timeout_s=1.0)
+    assert session.stopped and jvm.returncode == returncode
