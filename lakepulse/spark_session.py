@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -29,8 +30,15 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def build_spark(app_name: str, settings: Settings | None = None, **extra_conf: str) -> SparkSession:
-    """A SparkSession on `settings.spark_master` with Kafka, Delta and s3a available (jars from the cache)."""
+def build_spark(
+    app_name: str, settings: Settings | None = None, *, jvm_ignores_sigterm: bool = False, **extra_conf: str
+) -> SparkSession:
+    """A SparkSession on `settings.spark_master` with Kafka, Delta and s3a available (jars from the cache).
+
+    `jvm_ignores_sigterm`: for a long-running job that stops itself on SIGTERM (then `stop_spark`). A group
+    SIGTERM (supervisor, tests) otherwise reaches the JVM too, and its shutdown hooks race the job's own stop:
+    py4j calls fail mid-stop and the hooks can hang, leaving the JVM behind. A JVM started with SIGTERM
+    ignored installs no handler for it."""
     settings = settings or get_settings()
     jars = spark_jars(settings.cache_dir)
     if not jars:
@@ -51,16 +59,20 @@ def build_spark(app_name: str, settings: Settings | None = None, **extra_conf: s
     )
     for key, value in {**s3a_conf(settings), **JVM_CONF, **extra_conf}.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    if not jvm_ignores_sigterm:
+        return builder.getOrCreate()
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the JVM PySpark starts
+    try:
+        return builder.getOrCreate()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop_spark(spark: SparkSession, timeout_s: float = 20.0) -> None:
     """Stop the session, then end its JVM: ask it to exit, and kill it if it has not within `timeout_s`.
 
-    PySpark's JVM exits when its stdin (a pipe from this process) closes, running its shutdown hooks. A
-    SIGTERM sent to the whole process group (a supervisor's or a test's group stop) also starts those hooks,
-    racing this process's own stop; they can hang for good, and the JVM then outlives this process
-    (reparented to init, still holding its memory and threads)."""
+    PySpark's JVM exits when its stdin (a pipe from this process) closes, after its shutdown hooks. Were
+    those to hang, the JVM would outlive this process (reparented to init, holding its memory and threads)."""
     jvm = getattr(spark.sparkContext._gateway, "proc", None)  # None when started by spark-submit
     try:
         spark.stop()

@@ -332,6 +332,7 @@ def main() -> int:
     spark = build_spark(
         "lakepulse-streaming",
         settings.model_copy(update={"spark_master": streaming.spark_master(settings)}),
+        jvm_ignores_sigterm=True,  # SIGTERM stops the queries below, then stop_spark ends the JVM
         **{
             "spark.sql.shuffle.partitions": str(streaming.shuffle_partitions),
             "spark.driver.memory": streaming.driver_memory,
