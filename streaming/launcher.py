@@ -83,7 +83,8 @@ def spawn(name: str, queries: tuple[str, ...], niceness: int, extra_env: dict[st
     command = [sys.executable, "-m", "streaming.job"]
     if niceness:
         command = ["nice", "-n", str(niceness), *command]
-    # Same process group as the launcher: the supervisor's group stop (and a test's killpg) reach them.
+    # Same process group as the launcher: the supervisor's group stop (and a test's killpg) reach them; their
+    # JVMs ignore SIGTERM (build_spark's jvm_ignores_sigterm), each child stops its own (stop_spark).
     proc = subprocess.Popen(command, cwd=REPO, env=child_env(queries, port, extra_env))
     log.info("started %s (pid %d, nice %d): %s", name, proc.pid, niceness, ", ".join(queries))
     return Child(name, port, proc)
