@@ -130,11 +130,11 @@ def up(ctx: Context, only: Iterable[str] | None = None, skip: Iterable[str] | No
 
 
 def bootstrap(ctx: Context, pairs: list[tuple[Component, Service]]) -> None:
-    """Bootstrap every component whose own services and declared needs answer (idempotent)."""
+    """Bootstrap every component whose needed services (declared, else its own) answer (idempotent)."""
     by_name = {svc.name: svc for _, svc in pairs}
     for comp in components():
         own = [svc for c, svc in pairs if c.name == comp.name]
-        needed = own + [by_name[n] for n in comp.bootstrap_needs]
+        needed = [by_name[n] for n in comp.bootstrap_needs] or own
         if all(svc.ready() for svc in needed):
             with console.status(f"bootstrapping {comp.name}"):
                 comp.bootstrap(ctx)

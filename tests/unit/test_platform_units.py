@@ -94,3 +94,31 @@ def test_settings_port_helpers() -> None:
 ])
 def test_artifact_name_strips_versions(jar: str, name: str) -> None:
     assert artifact_name(Path(jar)) == name
+
+
+def test_bootstrap_runs_what_its_needed_services_allow(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up --only kafka ...` without Connect: topics are still created (Pinot's tables need them); the
+    raw-archive connector, which needs Connect, waits."""
+    from lakepulse.platform import stack
+    from lakepulse.platform.components.connect_sink import RawSink
+    from lakepulse.platform.components.kafka import Kafka
+    from lakepulse.platform.components.minio import MinIO
+    from lakepulse.platform.components.pinot import Pinot
+
+    ran: list[str] = []
+    for cls in (MinIO, Kafka, RawSink, Pinot):
+        monkeypatch.setattr(cls, "bootstrap", lambda self, _ctx: ran.append(self.name))
+    monkeypatch.setattr(stack, "components", lambda: [MinIO(), Kafka(), RawSink(), Pinot()])
+
+    def service(name: str, ready: bool) -> Service:
+        return Service(name=name, command=["true"], ready=lambda: ready, url="")
+
+    pairs = [
+        (MinIO(), service("minio", True)),
+        (Kafka(), service("kafka", True)),
+        (Kafka(), service("connect", False)),
+        (Pinot(), service("pinot-zookeeper", True)),
+        (Pinot(), service("pinot", True)),
+    ]
+    stack.bootstrap(ctx, pairs)
+    assert ran == ["minio", "kafka", "pinot"]

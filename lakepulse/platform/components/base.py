@@ -90,7 +90,8 @@ class Component:
     """Base class; subclasses override what applies to them."""
 
     name: str = ""
-    # Services (of any component) that must answer before this component's bootstrap can run.
+    # Services (of any component) that must answer before this component's bootstrap can run; empty means
+    # all of its own services.
     bootstrap_needs: tuple[str, ...] = ()
 
     def provision(self, ctx: Context) -> None:

@@ -78,6 +78,9 @@ class Kafka(Component):
     """The broker (with its KRaft controller in the same process) and the Connect worker."""
 
     name = "kafka"
+    # Creating topics needs only the broker: `up --only kafka` (without Connect) must still create them, or
+    # Pinot's bootstrap fails on tables whose topic does not exist.
+    bootstrap_needs = ("kafka",)
 
     def provision(self, ctx: Context) -> None:
         deps = kafka_dependencies()
