@@ -203,17 +203,18 @@ class _Simulation:
         rng = self.rng
         order_id = f"order-{uuid.UUID(int=rng.getrandbits(128), version=4).hex[:16]}"
         lines = rng.sample(tenant.menu, k=min(len(tenant.menu), 1 + int(rng.expovariate(0.8))))
+        quantities = [1 + int(rng.expovariate(1.5)) for _ in lines]
         items = [
             {
                 "item_id": item.item_id,
                 "name": item.name,
                 "category": item.category,
-                "quantity": 1 + int(rng.expovariate(1.5)),
+                "quantity": quantity,
                 "unit_price": item.unit_price,
             }
-            for item in lines
+            for item, quantity in zip(lines, quantities, strict=True)
         ]
-        amount = round(sum(line["quantity"] * line["unit_price"] for line in items), 2)
+        amount = round(sum(q * item.unit_price for item, q in zip(lines, quantities, strict=True)), 2)
         channel = "web" if user.device == "web" else rng.choices(("app", "partner"), (9, 1))[0]
         self.schedule(
             at,
