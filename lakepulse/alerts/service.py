@@ -121,11 +121,13 @@ def run(settings: Settings, alerts: AlertSettings, stop: threading.Event) -> Non
             messages = consumer.consume(1000, timeout=alerts.poll_s)
             changed: set[tuple[str, str]] = set()
             for msg in messages:
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("consume error: %s", msg.error())
+                if (error := msg.error()) is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consume error: %s", error)
                     continue
-                row = json.loads(msg.value())
+                if (value := msg.value()) is None:  # a tombstone carries no row
+                    continue
+                row = json.loads(value)
                 if row.get("metric") in metrics and (series := evaluator.table.upsert(row)) is not None:
                     changed.add(series)
             if not changed:
