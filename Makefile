@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LAKEPULSE := $(BIN)/lakepulse
 PYTEST_ARGS ?=
 
-.PHONY: setup provision run up test test-unit test-integration lint bench down status clean-state
+.PHONY: setup provision run up test test-purge test-unit test-integration lint bench down status clean-state
 
 # Python environment from the lock file (uv is fetched from PyPI if the machine lacks it).
 setup:
@@ -22,21 +22,26 @@ run: setup
 
 up: run
 
-# The suite CI runs: brings the stack up (idempotent), then unit, DAG and integration tests. The speed
-# layer's always-on job is left out: streaming tests run their own job on private topics, and on 2 cores
-# its seven queries would slow every other test.
-TEST_SKIP := --skip streaming --skip alerts
+# The suite CI runs: brings the whole stack up (idempotent) without demo traffic (stopped if `make run`
+# started it, so no test counts its events), then unit, DAG, integration and end-to-end tests. The tests
+# that delete the stack's state (`-m destructive`) run only when asked: `make test-purge`.
+TEST_UP := --no-demo
 
 test: setup
-	$(LAKEPULSE) up $(TEST_SKIP)
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(LAKEPULSE) up $(TEST_UP)
+	$(BIN)/python -m pytest tests -m "not destructive" $(PYTEST_ARGS)
+
+# Deletes every piece of the stack's state (`lakepulse down --purge`), starts it again and checks each store
+# is empty: CI runs it last.
+test-purge: setup
+	$(BIN)/python -m pytest tests -m destructive $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit tests/dags $(PYTEST_ARGS)
 
 test-integration: setup
-	$(LAKEPULSE) up $(TEST_SKIP)
-	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+	$(LAKEPULSE) up $(TEST_UP)
+	$(BIN)/python -m pytest tests/integration tests/e2e -m "not destructive" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check lakepulse tests dags spark_jobs streaming bench

@@ -3,14 +3,19 @@
 from datetime import UTC, datetime
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from lakepulse.batch.airflow import DEFAULT_ARGS, HOURLY_END, HOURLY_START, advance_seam, range_args, spark_job
 
 with DAG(
     dag_id="lakepulse_hourly",
     description=__doc__,
-    schedule="@hourly",
+    # A point in time, not a 1h interval: a scheduled run at tick H and a REST trigger with logical_date=H then both
+    # get logical date H and data interval [H, H]; HOURLY_START/END turn H into [H - 1h - lookback, H). With a 1h
+    # interval (interval= or CronDataIntervalTimetable) the run at H gets logical date H-1h, a trigger at H covers
+    # that same hour but takes the next run's logical date, and the scheduler skips that run as "already exists".
+    # Spelled out, not "@hourly": [scheduler] create_cron_data_intervals would turn that into the interval kind.
+    schedule=CronTriggerTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

@@ -42,23 +42,30 @@ def provision(only: Annotated[list[str] | None, typer.Option(help="Only these co
 def up(
     only: OnlyOption = None,
     skip: Annotated[list[str] | None, typer.Option("--skip", help="Start all services but these.")] = None,
+    demo: Annotated[bool, typer.Option(help="Send demo traffic (--no-demo also stops it if it runs).")] = True,
 ) -> None:
     """Provision, start and bootstrap the stack; returns once every service answers a real request."""
     started = time.monotonic()
     ctx = stack.context()
     try:
-        stack.up(ctx, only, skip)
+        stack.up(ctx, only, skip, demo)
     except (stack.ServiceFailed, TimeoutError, RuntimeError, ValueError) as exc:
         console.print(f"[red]lakepulse up failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(stack.status_table(stack.status(ctx)))
-    console.print(f"up in {time.monotonic() - started:.0f}s; logs in {ctx.logs}")
+    console.print(f"up in {time.monotonic() - started:.0f}s; logs in {ctx.logs}\n")
+    console.print("[bold]Where to look[/bold]")
+    for what, where in stack.where_to_look(ctx):
+        console.print(f"  {what:16} {where}")
+
+
+PurgeOption = Annotated[bool, typer.Option(
+    help="Also delete all state: topics, objects, tables, segments, Airflow runs, checkpoints, alert state.")]
 
 
 @app.command()
-def down(purge: Annotated[bool, typer.Option(help="Also delete all data (topics, buckets, tables).")] = False
-         ) -> None:
-    """Stop every process of the stack."""
+def down(purge: PurgeOption = False) -> None:
+    """Stop every process of the stack (and, with --purge, delete its state; the logs are kept)."""
     stack.down(stack.context(), purge)
 
 

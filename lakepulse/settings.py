@@ -70,12 +70,19 @@ class Settings(BaseSettings):
     # Airflow
     airflow_url: str = "http://127.0.0.1:8080"
     airflow_user: str = "admin"
+    # The batch layer runs by itself: the scheduled DAGs are unpaused when created and at every `up`.
+    # False keeps them paused (runs only when triggered, e.g. by `lakepulse backfill`).
+    airflow_unpause_dags: bool = True
 
     # lakepulse's own APIs
     api_port: int = 8000
     ingest_port: int = 8001
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     ingest_max_events: int = 20_000
+    # Demo traffic `lakepulse up` sends through the ingest API (the `demo` service), so numbers move on a
+    # new stack: events per second over `demo_tenants` restaurants named demo-*; 0 turns it off.
+    demo_rate: float = 20.0
+    demo_tenants: int = 5
     # How long a request waits for Kafka to acknowledge its events before answering 503.
     ingest_delivery_timeout_s: float = 5.0
 

@@ -82,8 +82,10 @@ class Lake:
         if root:
             base = root.rstrip("/")
             return cls(f"{base}/raw", f"{base}/delta", f"{base}/batch/seam.json", "delta.lakepulse")
+        from lakepulse.batch.seam import production_seam_uri
+
         bucket = f"s3a://{settings.s3_bucket}"
-        return cls(f"{bucket}/raw", f"{bucket}/delta", f"{bucket}/batch/seam.json", "delta.lakepulse")
+        return cls(f"{bucket}/raw", f"{bucket}/delta", production_seam_uri(settings), "delta.lakepulse")
 
 
 @dataclass(frozen=True)

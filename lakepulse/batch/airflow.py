@@ -21,8 +21,10 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": timedelta(minutes=2),
     "execution_timeout": timedelta(hours=2),
 }
-# The range templates of a scheduled run; `lookback_hours` re-reads earlier hours for late arrivals.
-HOURLY_START = "{{ (data_interval_start - macros.timedelta(hours=params.lookback_hours)).isoformat() }}"
+# The range of an hourly run at tick H: [H - 1h - lookback_hours, H), the hour that just ended plus earlier hours
+# for late arrivals. lakepulse_hourly's zero-interval trigger timetable gives data_interval_start ==
+# data_interval_end == logical date == H, scheduled or triggered with logical_date=H, so the hour is counted here.
+HOURLY_START = "{{ (data_interval_end - macros.timedelta(hours=1 + params.lookback_hours)).isoformat() }}"
 HOURLY_END = "{{ data_interval_end.isoformat() }}"
 
 

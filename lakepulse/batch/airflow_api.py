@@ -18,16 +18,18 @@ class AirflowApi:
 
     url: str
     token: str
+    timeout: float = 30.0
 
     @classmethod
-    def login(cls, url: str, username: str, password: str) -> AirflowApi:
+    def login(cls, url: str, username: str, password: str, timeout: float = 30.0) -> AirflowApi:
         """Exchange user/password for a JWT (`POST /auth/token`)."""
-        response = httpx.post(f"{url}/auth/token", json={"username": username, "password": password}, timeout=30)
+        response = httpx.post(f"{url}/auth/token", json={"username": username, "password": password},
+                              timeout=timeout)
         response.raise_for_status()
-        return cls(url, response.json()["access_token"])
+        return cls(url, response.json()["access_token"], timeout)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.url}/api/v2{path}", timeout=30,
+        response = httpx.request(method, f"{self.url}/api/v2{path}", timeout=self.timeout,
                                  headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
         if response.status_code >= 400:
             raise RuntimeError(f"Airflow {method} {path}: {response.status_code} {response.text[:500]}")
@@ -45,10 +47,31 @@ class AirflowApi:
                     raise
                 time.sleep(3)
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
-        """Unpause the DAG and start a run with `conf`; returns the run id."""
-        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-        run = self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+    def dags(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
+        """The DAGs the DAG processor knows (with these tags)."""
+        return list(self._call("GET", "/dags", params={"tags": tags or [], "limit": 100})["dags"])
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
+    def runs(self, dag_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The DAG's newest runs (by logical date)."""
+        return list(self._call("GET", f"/dags/{dag_id}/dagRuns",
+                               params={"order_by": "-logical_date", "limit": limit})["dag_runs"])
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}"))
+
+    def last_run(self, dag_id: str) -> dict[str, Any] | None:
+        """The DAG's newest run (by logical date), or None."""
+        runs = self.runs(dag_id, limit=1)
+        return runs[0] if runs else None
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: str | None = None) -> str:
+        """Unpause the DAG and start a run with `conf` (at `logical_date`, RFC 3339, as the scheduler would
+        for that date; None: a manual run now); returns the run id."""
+        self.set_paused(dag_id, False)
+        run = self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf})
         return str(run["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:

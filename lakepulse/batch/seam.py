@@ -13,6 +13,13 @@ from lakepulse.settings import Settings
 
 # Delta tables the batch layer registers in Trino's metastore (the seam view reads metrics_minute).
 TRINO_TABLES = ("events", "metrics_minute", "metrics_hour", "metrics_day", "orders")
+# The views' seam before the first hourly run: nothing is behind it, so every minute comes from Pinot.
+NO_SEAM = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def production_seam_uri(settings: Settings) -> str:
+    """Where the production lake keeps its seam object."""
+    return f"s3a://{settings.s3_bucket}/batch/seam.json"
 
 
 class SeamGapError(RuntimeError):
@@ -82,6 +89,18 @@ def register_tables(settings: Settings, schema: str, delta_root: str) -> None:
         if table not in present:
             query(settings, f"CALL {catalog}.system.register_table(schema_name => '{name}', "
                             f"table_name => '{table}', table_location => '{to_s3(delta_root)}/{table}')", 120)
+
+
+def publish(settings: Settings, seam_uri: str, schema: str, delta_root: str) -> dict[str, Any]:
+    """Register the Delta tables and (re)create the views at the stored seam, or at NO_SEAM before the first
+    advance (which is then still free to put the seam at the end of its range)."""
+    from lakepulse.platform.components.trino import query
+
+    current = read_seam(settings, seam_uri)
+    register_tables(settings, schema, delta_root)
+    for sql in view_statements(current or NO_SEAM, schema):
+        query(settings, sql, 120)
+    return {"seam": current.isoformat() if current else None}
 
 
 def advance(settings: Settings, seam_uri: str, schema: str, delta_root: str, start: datetime,

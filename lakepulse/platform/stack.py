@@ -13,16 +13,17 @@ from rich.console import Console
 from rich.table import Table
 
 from lakepulse.platform.components.airflow import Airflow
-from lakepulse.platform.components.apps import Apps
+from lakepulse.platform.components.apps import DEMO, Apps
 from lakepulse.platform.components.base import Component, Context, Service
 from lakepulse.platform.components.connect_sink import RawSink
 from lakepulse.platform.components.kafka import Kafka
+from lakepulse.platform.components.lake import Lake
 from lakepulse.platform.components.minio import MinIO
 from lakepulse.platform.components.pinot import Pinot
 from lakepulse.platform.components.spark import Spark
 from lakepulse.platform.components.streaming import Streaming
 from lakepulse.platform.components.trino import Trino
-from lakepulse.platform.supervisor import Supervisor
+from lakepulse.platform.supervisor import RUNNING_STATES, Supervisor
 from lakepulse.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ console = Console(stderr=True)
 
 def components() -> list[Component]:
     """Every component, in bootstrap order (topics before the Pinot tables that read them)."""
-    return [MinIO(), Kafka(), RawSink(), Spark(), Pinot(), Trino(), Airflow(), Apps(), Streaming()]
+    return [MinIO(), Kafka(), RawSink(), Spark(), Pinot(), Trino(), Lake(), Airflow(), Apps(), Streaming()]
 
 
 def context(settings: Settings | None = None) -> Context:
@@ -87,7 +88,8 @@ def _wait_ready(ctx: Context, sup: Supervisor, services: list[Service]) -> None:
                 if state in {"FATAL", "EXITED", "BACKOFF"} and elapsed > 5:
                     raise ServiceFailed(f"{name} is {state}; last lines of {ctx.logs / name}.log:\n"
                                         + _log_tail(ctx, name))
-                if svc.ready():
+                # RUNNING: supervisor's startsecs have passed, so `status` will call it ready too.
+                if state == "RUNNING" and svc.ready():
                     console.print(f"[green]✓[/green] {name:16} ready at {svc.url} ({elapsed:.0f}s)")
                     del pending[name]
                 elif elapsed > svc.start_timeout:
@@ -96,10 +98,13 @@ def _wait_ready(ctx: Context, sup: Supervisor, services: list[Service]) -> None:
             time.sleep(1)
 
 
-def up(ctx: Context, only: Iterable[str] | None = None, skip: Iterable[str] | None = None) -> None:
+def up(ctx: Context, only: Iterable[str] | None = None, skip: Iterable[str] | None = None, demo: bool = True
+       ) -> None:
     """Provision, start and bootstrap the stack (or only the named services, or all but `skip`);
-    returns when every started service answers."""
+    returns when every started service answers. `demo=False` also stops demo traffic that is running."""
     pairs = all_services(ctx)
+    if not demo:
+        skip = [*(skip or []), *(svc.name for _, svc in pairs if svc.name == DEMO)]
     names = {svc.name for _, svc in pairs}
     unknown = (set(only or []) | set(skip or [])) - names
     if unknown:
@@ -119,29 +124,45 @@ def up(ctx: Context, only: Iterable[str] | None = None, skip: Iterable[str] | No
     sup = Supervisor(ctx)
     sup.render([svc for _, svc in pairs])
     sup.start_daemon()
-    # Services of one `order` start together; the next wave waits until they all answer.
+    if not demo and sup.state(DEMO) in RUNNING_STATES:
+        sup.stop(DEMO)
+        console.print("[green]✓[/green] demo traffic stopped")
+    # Services of one `order` start together; the next wave waits until they all answer and every component
+    # whose needs are now met has bootstrapped, so topics, buckets and tables exist before anything that uses
+    # them starts (the streaming job on a fresh state needs the topics, Trino's views need the tables).
+    bootstrapped: set[str] = set()
     for _, wave in groupby(sorted(chosen, key=lambda p: p[1].order), key=lambda p: p[1].order):
         services = [svc for _, svc in wave]
         for svc in services:
             sup.start(svc.name)
         _wait_ready(ctx, sup, services)
-    bootstrap(ctx, pairs)
+        bootstrapped |= bootstrap(ctx, pairs, skip=bootstrapped)
+    bootstrap(ctx, pairs, skip=bootstrapped)
     console.print("[bold green]lakepulse is up[/bold green]")
 
 
-def bootstrap(ctx: Context, pairs: list[tuple[Component, Service]]) -> None:
-    """Bootstrap every component whose needed services (declared, else its own) answer (idempotent)."""
+def bootstrap(ctx: Context, pairs: list[tuple[Component, Service]], skip: Iterable[str] = ()) -> set[str]:
+    """Bootstrap every component (but `skip`) whose needed services (declared, else its own) answer
+    (idempotent); returns the names of those bootstrapped."""
     by_name = {svc.name: svc for _, svc in pairs}
+    done = set()
     for comp in components():
+        if comp.name in set(skip):
+            continue
         own = [svc for c, svc in pairs if c.name == comp.name]
         needed = [by_name[n] for n in comp.bootstrap_needs] or own
         if all(svc.ready() for svc in needed):
+            started = time.monotonic()
             with console.status(f"bootstrapping {comp.name}"):
                 comp.bootstrap(ctx)
+            console.print(f"[green]✓[/green] {comp.name:16} bootstrapped ({time.monotonic() - started:.0f}s)")
+            done.add(comp.name)
+    return done
 
 
-def down(ctx: Context, purge: bool = False) -> None:
-    """Stop every process of ours (supervisor stops whole process groups); `purge` also deletes data."""
+def down(ctx: Context, purge: bool = False) -> list[Path]:
+    """Stop every process of ours (supervisor stops whole process groups); `purge` also deletes every piece
+    of the stack's state (returned): data of every store, checkpoints, alert state, generated config."""
     sup = Supervisor(ctx)
     if sup.is_running():
         with console.status("stopping services"):
@@ -149,9 +170,37 @@ def down(ctx: Context, purge: bool = False) -> None:
         console.print("[green]✓[/green] all services stopped")
     else:
         console.print("nothing running")
-    if purge:
-        shutil.rmtree(ctx.state / "data", ignore_errors=True)
-        console.print(f"[green]✓[/green] deleted {ctx.state / 'data'}")
+    if not purge:
+        return []
+    deleted = []
+    for path in state_paths(ctx):
+        if path.exists() or path.is_symlink():
+            size = _size(path)
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            console.print(f"[green]✓[/green] deleted {path} ({size / 1e6:.1f} MB)")
+            deleted.append(path)
+    console.print(f"purged {len(deleted)} item(s); kept the logs in {ctx.logs}")
+    return deleted
+
+
+def state_paths(ctx: Context) -> list[Path]:
+    """Everything `down --purge` deletes: the state dir but its logs (Kafka logs, MinIO objects, Pinot
+    segments, Airflow's database, streaming checkpoints, alert state, ...), plus checkpoints and alert state
+    that settings put elsewhere (a rules file kept elsewhere is the user's, not state)."""
+    from lakepulse.alerts.service import AlertSettings
+    from streaming.config import StreamingSettings
+
+    s = ctx.settings
+    alerts = AlertSettings()
+    paths = [p for p in sorted(ctx.state.glob("*")) if p != ctx.logs] if ctx.state.exists() else []
+    elsewhere = [StreamingSettings().checkpoints(s), alerts.state_path(s), alerts.heartbeat_path(s)]
+    return paths + [p for p in elsewhere if not p.is_relative_to(ctx.state)]
+
+
+def _size(path: Path) -> int:
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_size
+    return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def status(ctx: Context) -> list[ServiceState]:
@@ -181,6 +230,30 @@ def status(ctx: Context) -> list[ServiceState]:
             extra=", ".join(f"{k}={v}" for k, v in extra.items()),
         ))
     return rows
+
+
+def where_to_look(ctx: Context) -> list[tuple[str, str]]:
+    """What a newcomer opens after `up`: each place with its address (and local credentials)."""
+    from lakepulse.platform.components.airflow import airflow_password
+
+    s = ctx.settings
+    try:
+        airflow_login = f"user {s.airflow_user}, password {airflow_password(ctx)}"
+    except (OSError, KeyError, ValueError):
+        airflow_login = f"user {s.airflow_user}, password in {ctx.state}/data/airflow/simple_auth_manager_passwords*"
+    places = [
+        ("ingest API docs", f"http://{s.bind_host}:{s.ingest_port}/docs (POST /v1/events)"),
+        ("Trino", f"{s.trino_url} (user {s.trino_user}; SQL: SELECT * FROM delta.lakepulse.metric_orders_placed)"),
+        ("Airflow", f"{s.airflow_url} ({airflow_login}; DAGs lakepulse_hourly, lakepulse_backfill)"),
+        ("Pinot", f"{s.pinot_controller_url} (query console; tables metrics_minute, orders_live)"),
+        ("MinIO console", f"http://{s.bind_host}:{s.s3_console_port} (user {s.s3_access_key}; "
+                          f"bucket {s.s3_bucket}: raw/ archive, delta/ tables)"),
+        ("Kafka", f"{s.kafka_bootstrap} (topics {s.topic_events_raw}, {s.topic_events_dlq})"),
+    ]
+    if s.demo_rate > 0:
+        places.append(("demo traffic", f"{s.demo_rate:g} events/s for tenants demo-* (`lakepulse logs demo`; "
+                                       "LAKEPULSE_DEMO_RATE=0 or `lakepulse up --no-demo` turns it off)"))
+    return places
 
 
 def status_table(rows: list[ServiceState]) -> Table:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from lakepulse.batch.airflow_api import AirflowApi
 from lakepulse.platform.components.base import Component, Context, Service
 
 
@@ -33,6 +34,7 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW_HOME": str(airflow_home(ctx)),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ctx.repo / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(not s.airflow_unpause_dags),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_user}:admin",
@@ -92,12 +94,32 @@ class Airflow(Component):
                     command=[airflow_bin(), "triggerer", "--skip-serve-logs"], **common),  # type: ignore[arg-type]
         ]
 
+    def bootstrap(self, ctx: Context) -> None:
+        """Pause or unpause the scheduled DAGs the DAG processor already knows, as the setting says (new ones
+        get it from DAGS_ARE_PAUSED_AT_CREATION), so the batch layer runs by itself."""
+        api = _api(ctx)
+        wanted_paused = not ctx.settings.airflow_unpause_dags
+        for dag in api.dags(tags=["lakepulse"]):
+            if dag.get("timetable_summary") not in (None, "None") and dag.get("is_paused") != wanted_paused:
+                api.set_paused(str(dag["dag_id"]), wanted_paused)
+
     def status(self, ctx: Context) -> dict[str, str]:
         try:
-            token = httpx.post(f"{ctx.settings.airflow_url}/auth/token", timeout=3,
-                               json={"username": ctx.settings.airflow_user, "password": airflow_password(ctx)})
-            dags = httpx.get(f"{ctx.settings.airflow_url}/api/v2/dags", timeout=3,
-                             headers={"Authorization": f"Bearer {token.json()['access_token']}"}).json()
-        except (httpx.HTTPError, OSError, KeyError, ValueError):
+            api = _api(ctx, timeout=5)
+            dags = {str(d["dag_id"]): d for d in api.dags(tags=["lakepulse"])}
+            hourly = dags.get(HOURLY_DAG)
+            last = api.last_run(HOURLY_DAG) if hourly else None
+        except (httpx.HTTPError, OSError, KeyError, ValueError, RuntimeError):
             return {}
-        return {"dags": str(dags.get("total_entries", 0))}
+        facts = {"dags": str(len(dags))}
+        if hourly:
+            facts["hourly"] = "paused" if hourly.get("is_paused") else "unpaused"
+            facts["last hourly run"] = f"{last['logical_date']} {last['state']}" if last else "none yet"
+        return facts
+
+
+HOURLY_DAG = "lakepulse_hourly"
+
+
+def _api(ctx: Context, timeout: float = 30) -> AirflowApi:
+    return AirflowApi.login(ctx.settings.airflow_url, ctx.settings.airflow_user, airflow_password(ctx), timeout)

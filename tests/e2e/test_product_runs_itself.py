@@ -1,0 +1,174 @@
+"""The product as `make run` leaves it: events posted through the ingest API are in Pinot within seconds
+(the always-on streaming job); an hourly run triggered through Airflow's REST API for a chosen logical date,
+as the scheduler would start it, rebuilds the past hour, registers the Delta tables and moves the seam; Trino's
+seam view then equals an independent recount of what was posted, each minute from exactly one layer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pyarrow.compute as pc
+import pytest
+
+from lakepulse import archive
+from lakepulse.batch.airflow_api import AirflowApi
+from lakepulse.batch.pinot import broker_rows
+from lakepulse.batch.seam import production_seam_uri, read_seam
+from lakepulse.platform.components.airflow import HOURLY_DAG, airflow_password
+from lakepulse.platform.components.base import Context
+from lakepulse.platform.components.lake import expected_relations
+from lakepulse.platform.components.trino import connect
+from lakepulse.settings import Settings
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.needs("ingest", "kafka", "connect", "minio", "pinot", "streaming", "trino",
+                                "airflow-api", "airflow-scheduler", "airflow-dag-processor")]
+
+PINOT_WAIT_S = 120  # bounded waits, not timing assertions: the measured times are printed
+ARCHIVE_WAIT_S = 300  # Connect uploads an open file after 60 s (plus up to ~10 s of polling)
+HOURLY_RUN_WAIT_S = 1800
+
+
+def order(tenant: str, at: datetime, amount: float, event_id: str | None = None) -> dict[str, Any]:
+    """A valid order_placed event of the contract."""
+    order_id = uuid.uuid4().hex[:12]
+    return {
+        "event_id": event_id or f"e2e-{uuid.uuid4().hex}", "tenant_id": tenant, "event_type": "order_placed",
+        "occurred_at": at.isoformat().replace("+00:00", "Z"), "source": "e2e-test",
+        "properties": {"order_id": order_id, "user_id": f"u-{order_id[:4]}", "amount": amount, "currency": "EUR",
+                       "channel": "app", "country": "DE", "device": "ios",
+                       "items": [{"item_id": "i-1", "name": "soup", "category": "soups", "quantity": 1,
+                                  "unit_price": amount}]},
+    }
+
+
+def post(settings: Settings, events: list[Any]) -> dict[str, Any]:
+    """POST one NDJSON batch to the ingest API; returns its per-event answer."""
+    body = b"\n".join(e if isinstance(e, bytes) else orjson.dumps(e) for e in events)
+    response = httpx.post(f"http://{settings.bind_host}:{settings.ingest_port}/v1/events", content=body,
+                          headers={"Content-Type": "application/x-ndjson"}, timeout=30)
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def wait_for(seen: Callable[[], Any], wanted: Any, timeout: float, what: str, interval: float = 1.0) -> None:
+    """Poll until `seen()` equals `wanted` (fails after `timeout`, showing the last value)."""
+    deadline = time.monotonic() + timeout
+    while (last := seen()) != wanted:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: still {last!r} after {timeout:.0f}s, wanted {wanted!r}")
+        time.sleep(interval)
+
+
+def pinot_orders(settings: Settings, tenant: str) -> tuple[int, float]:
+    """orders_placed count and gross_sales sum of the tenant in Pinot (current upserted rows only)."""
+    rows = broker_rows(settings.pinot_broker_url,
+                       "SELECT metric, SUM(\"count\") AS n, SUM(\"sum\") AS s FROM metrics_minute "
+                       f"WHERE tenant_id = '{tenant}' AND metric IN ('orders_placed', 'gross_sales') "
+                       "GROUP BY metric LIMIT 10")
+    by_metric = {r["metric"]: r for r in rows}
+    return (int(by_metric.get("orders_placed", {}).get("n", 0)),
+            float(by_metric.get("gross_sales", {}).get("s", 0.0)))
+
+
+def archived_ids(settings: Settings, tenant: str, start: datetime, end: datetime) -> set[str]:
+    table = archive.read_events(settings, start, end, columns=["event_id"], where=pc.field("tenant_id") == tenant)
+    return set(table.column("event_id").to_pylist())
+
+
+def free_logical_date(api: AirflowApi, latest: datetime) -> datetime:
+    """The newest hour boundary <= latest without a run of the hourly DAG (the scheduler may have made one)."""
+    taken = {datetime.fromisoformat(r["logical_date"]) for r in api.runs(HOURLY_DAG) if r.get("logical_date")}
+    candidate = latest
+    while candidate in taken:
+        candidate -= timedelta(hours=1)
+    return candidate
+
+
+def seam_view_totals(settings: Settings, tenant: str) -> dict[tuple[str, str], tuple[int, float]]:
+    """(layer, metric) → (count, sum) of the tenant's rows in Trino's seam view; values bound, never spliced."""
+    conn = connect(settings, 120)
+    try:
+        cur = conn.cursor()
+        cur.execute('SELECT layer, metric, sum("count"), sum("sum") FROM delta.lakepulse.metrics_minute_all '
+                    "WHERE tenant_id = ? AND metric IN ('orders_placed', 'gross_sales') GROUP BY layer, metric",
+                    [tenant])
+        return {(r[0], r[1]): (int(r[2]), float(r[3] or 0.0)) for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_run(stack: Context) -> None:
+    settings = stack.settings
+    tenant = f"e2e-{uuid.uuid4().hex[:10]}"
+    now = datetime.now(UTC)
+    logical = now.replace(minute=0, second=0, microsecond=0)
+    api = AirflowApi.login(settings.airflow_url, settings.airflow_user, airflow_password(stack))
+    logical = free_logical_date(api, logical)
+    # The hour the run rebuilds: late for the speed layer, so only the batch layer can count it.
+    past = [order(tenant, logical - timedelta(minutes=55 - i), 10.0 + i) for i in range(30)]
+    current = [order(tenant, now - timedelta(seconds=2 + i % 3), 5.5) for i in range(12)]
+    resent = [past[3], past[7], current[0], current[5]]  # same event ids: no-ops downstream
+    malformed = [b'{"event_id": "e2e-bad-1", "tenant_id": "' + tenant.encode() + b'"}', b"{not json"]
+
+    answer = post(settings, [*past, *current, *resent, *malformed])
+    accepted_at = time.monotonic()
+    assert answer["accepted"] == len(past) + len(current) + len(resent), answer
+    assert answer["rejected"] == len(malformed), answer
+
+    # Independent recount of what was accepted: one per event id.
+    unique = {e["event_id"]: e for e in [*past, *current]}
+    recount_n, recount_sum = len(unique), sum(e["properties"]["amount"] for e in unique.values())
+
+    # 1. The speed layer: the current orders are in Pinot within seconds.
+    current_sum = sum(e["properties"]["amount"] for e in current)
+    wait_for(lambda: pinot_orders(settings, tenant), (len(current), current_sum), PINOT_WAIT_S,
+             "current orders in Pinot", 0.2)
+    print(f"\naccepted → visible in Pinot: {time.monotonic() - accepted_at:.1f} s")
+
+    # 2. The raw archive holds every accepted event once deduplicated (Connect uploads about once a minute).
+    start, end = logical - timedelta(hours=1), now + timedelta(minutes=1)
+    wait_for(lambda: archived_ids(settings, tenant, start, end), set(unique), ARCHIVE_WAIT_S,
+             "event ids in the raw archive", 5)
+    archived_at = time.monotonic()
+    print(f"accepted → archived: {archived_at - accepted_at:.0f} s")
+
+    # 3. An hourly run for the chosen logical date, as the scheduler would start it.
+    run_id = api.trigger(HOURLY_DAG, {"lookback_hours": 2}, logical.isoformat())
+    state = api.wait(HOURLY_DAG, run_id, HOURLY_RUN_WAIT_S,
+                     on_change=lambda s, tasks: print(f"  hourly {run_id}: {s} {tasks}"))
+    assert state == "success"
+    # Logical date L, as the scheduler's run at L: it rebuilt [L - 1h - lookback, L).
+    assert datetime.fromisoformat(api.run(HOURLY_DAG, run_id)["logical_date"]) == logical
+    print(f"archived → served by the batch layer: {time.monotonic() - archived_at:.0f} s; "
+          f"accepted → in Trino's batch layer: {time.monotonic() - accepted_at:.0f} s")
+
+    # 4. The seam moved past the hour (a later scheduled run may have moved it further), the tables are there.
+    seam = read_seam(settings, production_seam_uri(settings))
+    assert seam is not None and seam >= logical
+    conn = connect(settings, 60)
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW TABLES FROM delta.lakepulse")
+        assert expected_relations() <= {r[0] for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+    # 5. Trino's seam view equals the recount, each minute from the layer the seam assigns it to.
+    before = [e for e in unique.values() if datetime.fromisoformat(e["occurred_at"]) < seam]
+    after = [e for e in unique.values() if datetime.fromisoformat(e["occurred_at"]) >= seam]
+    totals = seam_view_totals(settings, tenant)
+    served_n = sum(n for (_, metric), (n, _) in totals.items() if metric == "orders_placed")
+    served_sum = sum(s for (_, metric), (_, s) in totals.items() if metric == "gross_sales")
+    assert served_n == recount_n and served_sum == pytest.approx(recount_sum)
+    assert totals.get(("batch", "orders_placed"), (0, 0.0))[0] == len(before)
+    assert totals.get(("speed", "orders_placed"), (0, 0.0))[0] == len(after)
+    assert totals.get(("batch", "gross_sales"), (0, 0.0))[1] == pytest.approx(
+        sum(e["properties"]["amount"] for e in before))

@@ -1,0 +1,124 @@
+"""`lakepulse up` and `down --purge` as sequences of effects: what starts, bootstraps and is deleted when.
+
+The supervisor and the components are replaced by recorders: these tests are about the order `stack.up`
+imposes and what `stack.down` deletes. The real start on a fresh state is what CI's first phase runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakepulse.platform import stack
+from lakepulse.platform.components.base import Component, Context, Service
+from lakepulse.settings import Settings
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    return Context(Settings(cache_dir=tmp_path / "cache", state_dir=tmp_path / "state"), repo=tmp_path)
+
+
+class Recorded(Component):
+    """A component whose services and bootstrap only write to a shared journal."""
+
+    def __init__(self, name: str, journal: list[str], orders: dict[str, int], needs: tuple[str, ...] = ()) -> None:
+        self.name, self.journal, self.orders, self.bootstrap_needs = name, journal, orders, needs
+
+    def services(self, ctx: Context) -> list[Service]:
+        return [Service(name=n, command=["true"], url="", order=o,
+                        ready=lambda n=n: f"start {n}" in self.journal) for n, o in self.orders.items()]
+
+    def bootstrap(self, ctx: Context) -> None:
+        self.journal.append(f"bootstrap {self.name}")
+
+
+class RecordingSupervisor:
+    """Supervisor stand-in: starting a program is a journal line; state follows it."""
+
+    journal: list[str] = []
+
+    def __init__(self, ctx: Context) -> None:
+        pass
+
+    def render(self, services: list[Service]) -> None:
+        pass
+
+    def start_daemon(self) -> None:
+        pass
+
+    def start(self, name: str) -> None:
+        self.journal.append(f"start {name}")
+
+    def stop(self, name: str) -> None:
+        self.journal.append(f"stop {name}")
+
+    def state(self, name: str) -> str:
+        return "RUNNING" if f"start {name}" in self.journal else "STOPPED"
+
+
+@pytest.fixture
+def journal(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    lines: list[str] = []
+    comps = [
+        Recorded("minio", lines, {"minio": 5}),
+        Recorded("kafka", lines, {"kafka": 10, "connect": 20}, needs=("kafka",)),
+        Recorded("pinot", lines, {"pinot": 40}),
+        Recorded("trino", lines, {"trino": 60}),
+        Recorded("lake", lines, {}, needs=("minio", "trino")),
+        Recorded("streaming", lines, {"streaming": 60}),
+        Recorded("apps", lines, {"ingest": 30, "demo": 70}),
+    ]
+    monkeypatch.setattr(stack, "components", lambda: comps)
+    monkeypatch.setattr(stack, "provision", lambda *a, **k: None)
+    monkeypatch.setattr(stack, "_wait_ready", lambda *a, **k: None)
+    RecordingSupervisor.journal = lines
+    monkeypatch.setattr(stack, "Supervisor", RecordingSupervisor)
+    return lines
+
+
+def test_everything_a_service_needs_exists_before_it_starts(ctx: Context, journal: list[str]) -> None:
+    stack.up(ctx)
+    at = journal.index
+    # Topics before anything that reads or writes them: Pinot's tables, the streaming job, ingest, demo.
+    for reader in ("start pinot", "start streaming", "start ingest", "start demo"):
+        assert at("bootstrap kafka") < at(reader), journal
+    assert at("bootstrap minio") < at("start kafka")  # the bucket before Connect's sink can upload
+    assert at("bootstrap pinot") < at("start trino")  # Pinot tables before Trino's catalog is queried
+    assert at("bootstrap lake") > at("start trino") and at("bootstrap lake") < at("start demo")
+    assert journal.count("bootstrap kafka") == 1 and journal.count("bootstrap lake") == 1
+
+
+def test_no_demo_skips_and_stops_the_demo_traffic(ctx: Context, journal: list[str]) -> None:
+    journal.append("start demo")  # running from an earlier `make run`
+    stack.up(ctx, demo=False)
+    assert "stop demo" in journal and journal.count("start demo") == 1
+
+
+def test_purge_deletes_every_store_and_keeps_only_the_logs(ctx: Context) -> None:
+    state = ctx.state
+    stores = [state / "data" / name / "x" for name in ("kafka", "minio", "pinot", "airflow")]
+    stores += [state / "checkpoints" / "streaming" / "minute" / "offsets" / "0", state / "alerts" / "state.json",
+               state / "conf" / "trino" / "config.properties", state / "prometheus" / "ingest" / "c.db"]
+    for path in stores:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    (ctx.logs / "kafka.log").write_text("kept")
+
+    deleted = stack.down(ctx, purge=True)
+
+    assert sorted(p.name for p in state.iterdir()) == ["logs"]
+    assert {"data", "checkpoints", "alerts", "conf", "prometheus"} <= {p.name for p in deleted}
+    assert (ctx.logs / "kafka.log").read_text() == "kept"
+
+
+def test_purge_also_deletes_checkpoints_kept_outside_the_state_dir(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "elsewhere" / "checkpoints"
+    (outside / "minute").mkdir(parents=True)
+    monkeypatch.setenv("LAKEPULSE_STREAMING_CHECKPOINT_DIR", str(outside))
+    assert outside in stack.state_paths(ctx)
+    stack.down(ctx, purge=True)
+    assert not outside.exists()
