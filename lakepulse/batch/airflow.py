@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from lakepulse.platform.components.spark import JVM_CONF
 
@@ -21,11 +22,15 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": timedelta(minutes=2),
     "execution_timeout": timedelta(hours=2),
 }
-# The range of an hourly run at tick H: [H - 1h - lookback_hours, H), the hour that just ended plus earlier hours
-# for late arrivals. lakepulse_hourly's zero-interval trigger timetable gives data_interval_start ==
-# data_interval_end == logical date == H, scheduled or triggered with logical_date=H, so the hour is counted here.
-HOURLY_START = "{{ (data_interval_end - macros.timedelta(hours=1 + params.lookback_hours)).isoformat() }}"
+# The tick H of an hourly run: lakepulse_hourly's zero-interval trigger timetable gives data_interval_start ==
+# data_interval_end == logical date == H, scheduled or triggered with logical_date=H. plan_range turns it into the
+# normal range [H - 1h - lookback_hours, H) (the hour that just ended plus earlier hours for late arrivals),
+# widened back to a lagging seam (seam.hourly_range).
 HOURLY_END = "{{ data_interval_end.isoformat() }}"
+# The range plan_range chose for this run (the normal one, widened back to a lagging seam): every range task and
+# advance_seam read the same XCom, so the seam moves over exactly what was rebuilt, checked and reconciled.
+PLANNED_START = "{{ ti.xcom_pull(task_ids='plan_range')['start'] }}"
+PLANNED_END = "{{ ti.xcom_pull(task_ids='plan_range')['end'] }}"
 
 
 class LakepulseSparkSubmitOperator(SparkSubmitOperator):
@@ -70,6 +75,34 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> Lakepul
 def range_args(start: str, end: str, extra: list[str] | None = None) -> list[str]:
     """The command-line arguments of a range job."""
     return ["--start", start, "--end", end, *(extra or [])]
+
+
+def planned_range(tick: str, lookback_hours: int | str, max_catchup_hours: int | str,
+                  seam: datetime | None) -> dict[str, str]:
+    """plan_range's XCom for the run at `tick` given the stored seam (its pure part: no I/O)."""
+    from lakepulse.batch.seam import hourly_range
+    from spark_jobs.common import parse_time
+
+    # Rendered templates arrive as strings (the DAG does not render native objects).
+    start, end = hourly_range(parse_time(tick), int(lookback_hours), seam, int(max_catchup_hours))
+    return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def plan_range(tick: str, lookback_hours: int | str, max_catchup_hours: int | str,
+               lake_root: str = "") -> dict[str, str]:
+    """Airflow callable: the range this hourly run rebuilds, from the tick, the params and the stored seam."""
+    from lakepulse.batch.seam import CatchupTooLongError, read_seam
+    from lakepulse.settings import get_settings
+    from spark_jobs.common import Lake
+
+    settings = get_settings()
+    # The seam advance_seam will check: the same lake, so a planned range never meets a SeamGapError there.
+    seam = read_seam(settings, Lake.from_settings(settings, lake_root or None).seam_uri)
+    try:
+        return planned_range(tick, lookback_hours, max_catchup_hours, seam)
+    except CatchupTooLongError as err:
+        # Retrying cannot close the gap (only a backfill can): fail at once, S3 errors above still retry.
+        raise AirflowFailException(str(err)) from err
 
 
 def advance_seam(start: str, end: str, lake_root: str = "") -> dict[str, Any]:

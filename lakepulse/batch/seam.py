@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lakepulse.catalog import get_catalog
@@ -62,6 +62,46 @@ def next_seam(current: datetime | None, start: datetime, end: datetime) -> datet
         f"seam is at {current.isoformat()} but the checked range starts at {start.isoformat()}: "
         "rebuild [seam, start) first (backfill), the seam never skips unchecked hours"
     )
+
+
+class CatchupTooLongError(SeamGapError):
+    """The seam lags the tick by more than an hourly run may catch up: a backfill must close the gap first."""
+
+
+def _utc(moment: datetime) -> datetime:
+    """An aware UTC datetime (naive = UTC, as spark_jobs' parse_time reads range arguments)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _rfc3339(moment: datetime) -> str:
+    """A UTC time as `lakepulse backfill` takes it on the command line."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def hourly_range(tick: datetime, lookback_hours: int, seam: datetime | None,
+                 max_catchup_hours: int) -> tuple[datetime, datetime]:
+    """The range [start, end) the hourly run at `tick` rebuilds: the normal one, widened back to a lagging seam."""
+    if lookback_hours < 0 or max_catchup_hours < 1:
+        raise ValueError(f"need lookback_hours >= 0 and max_catchup_hours >= 1, got {lookback_hours}, "
+                         f"{max_catchup_hours}")
+    end = _utc(tick)
+    normal = end - timedelta(hours=1 + lookback_hours)
+    if seam is None or _utc(seam) >= normal:
+        return normal, end  # first run, or the seam is inside (or past) the normal range: no gap to close
+    seam = _utc(seam)
+    if end - seam > timedelta(hours=max_catchup_hours):
+        # A long gap is a day-chunked backfill's job; one hourly spark-submit over it could run for hours.
+        # The backfill DAG does not move the seam, hence the second command.
+        raise CatchupTooLongError(
+            f"seam is at {seam.isoformat()}, {(end - seam).total_seconds() / 3600:g}h before the run at "
+            f"{end.isoformat()}, more than max_catchup_hours={max_catchup_hours}: rebuild the gap first with "
+            f"`lakepulse backfill --start {_rfc3339(seam)} --end {_rfc3339(normal)}`, then move the seam over it "
+            f"with `python -m spark_jobs.seam --start {_rfc3339(seam)} --end {_rfc3339(normal)}` and clear this "
+            "run (or trigger the DAG with a larger max_catchup_hours)"
+        )
+    # Start at the seam so next_seam finds no gap; flooring to the minute only widens the rebuild
+    # (range jobs take minute-aligned bounds, and a seam is always one).
+    return seam.replace(second=0, microsecond=0), end
 
 
 def view_statements(seam: datetime, schema: str = DELTA_SCHEMA) -> list[str]:

@@ -37,7 +37,7 @@ def test_every_dag_has_tags_and_retries(dagbag) -> None:  # type: ignore[no-unty
 
 def test_hourly_pipeline_order(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["lakepulse_hourly"]
-    order = ["bronze", "gold", "quality", "reconcile", "advance_seam"]
+    order = ["plan_range", "bronze", "gold", "quality", "reconcile", "advance_seam"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
 

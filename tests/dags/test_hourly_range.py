@@ -1,10 +1,12 @@
-"""lakepulse_hourly's range: the hour that just ended plus lookback_hours, the same scheduled as triggered manually."""
+"""lakepulse_hourly's range: the hour that just ended plus lookback_hours (widened back to a lagging seam), the same
+scheduled as triggered manually, and the same for every range task and the seam step (plan_range's XCom)."""
 
 from __future__ import annotations
 
 import copy
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,20 @@ EXPECTED = {  # lookback_hours → the --start/--end the run at TICK must pass (
     0: ("2026-12-01T09:00:00+00:00", "2026-12-01T10:00:00+00:00"),
     2: ("2026-12-01T07:00:00+00:00", "2026-12-01T10:00:00+00:00"),
 }
+# Seams that leave the normal range as is: before the first advance, and after the previous tick's run advanced it.
+STEADY_SEAMS = {"no seam": None, "previous tick": TICK.subtract(hours=1)}
+
+
+class _TaskInstance:
+    """The `ti` a task's templates see: xcom_pull returns what plan_range returned in this run."""
+
+    def __init__(self, planned: dict[str, str]) -> None:
+        self.planned = planned
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        """Only plan_range's return value exists in this run."""
+        assert (task_ids, key) == ("plan_range", "return_value")
+        return self.planned
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +74,8 @@ def _scheduled_interval(monkeypatch: pytest.MonkeyPatch, serialized: Any) -> Any
     return info
 
 
-def _render(dag: Any, template: str, interval: Any, lookback: int) -> str:
-    """Render one of the DAG's range templates as a task of a run with this data interval would."""
+def _render(dag: Any, template: str, interval: Any, lookback: int, planned: dict[str, str] | None = None) -> str:
+    """Render one of the DAG's templates as a task of a run with this data interval (and plan_range XCom) would."""
     from airflow.sdk.execution_time import macros
 
     params = copy.deepcopy(dag.params)
@@ -69,25 +85,54 @@ def _render(dag: Any, template: str, interval: Any, lookback: int) -> str:
         "data_interval_end": interval.end,
         "params": params.validate(),
         "macros": macros,
+        "ti": _TaskInstance(planned or {}),
     }
     return str(dag.get_template_env(force_sandboxed=True).from_string(template).render(**context))
 
 
-def _bronze_range(dag: Any, interval: Any, lookback: int) -> tuple[str, str]:
-    """The --start/--end bronze's spark-submit gets for a run with this data interval."""
-    args = list(dag.get_task("bronze").application_args)
-    start, end = args[args.index("--start") + 1], args[args.index("--end") + 1]
-    return _render(dag, start, interval, lookback), _render(dag, end, interval, lookback)
+def _plan(dag: Any, interval: Any, lookback: int, seam: datetime | None) -> dict[str, str]:
+    """What plan_range returns in a run with this data interval when the stored seam is `seam`."""
+    from lakepulse.batch.airflow import planned_range
+
+    # plan_range's own templates, rendered, into the real callable's pure part (plan_range minus the seam read).
+    kwargs = {k: _render(dag, v, interval, lookback) for k, v in dag.get_task("plan_range").op_kwargs.items()}
+    return planned_range(seam=seam, **kwargs)
+
+
+def _task_range(dag: Any, task_id: str, interval: Any, lookback: int, seam: datetime | None) -> tuple[str, str]:
+    """The --start/--end a range task (or advance_seam) gets in a run with this data interval and seam."""
+    task = dag.get_task(task_id)
+    if task_id == "advance_seam":
+        start, end = task.op_kwargs["start"], task.op_kwargs["end"]
+    else:
+        args = list(task.application_args)
+        start, end = args[args.index("--start") + 1], args[args.index("--end") + 1]
+    planned = _plan(dag, interval, lookback, seam)
+    return _render(dag, start, interval, lookback, planned), _render(dag, end, interval, lookback, planned)
+
+
+def _bronze_range(dag: Any, interval: Any, lookback: int, seam: datetime | None = None) -> tuple[str, str]:
+    """The --start/--end bronze's spark-submit gets for a run with this data interval and seam."""
+    return _task_range(dag, "bronze", interval, lookback, seam)
 
 
 def test_range_tasks_and_seam_share_the_templates(dag: Any) -> None:
-    """Every range task and the seam step get the same --start/--end templates as bronze."""
+    """Every range task and the seam step get the same --start/--end templates as bronze: plan_range's XCom."""
     args = list(dag.get_task("bronze").application_args)
     start, end = args[args.index("--start") + 1], args[args.index("--end") + 1]
-    assert "{{" in start and "{{" in end
+    assert "xcom_pull(task_ids='plan_range')" in start and "xcom_pull(task_ids='plan_range')" in end
     for task_id in RANGE_TASKS:
         assert list(dag.get_task(task_id).application_args)[:4] == ["--start", start, "--end", end], task_id
     assert dag.get_task("advance_seam").op_kwargs == {"start": start, "end": end}
+    assert dag.get_task("plan_range").downstream_task_ids == {"bronze"}
+
+
+def test_max_catchup_hours_param(dag: Any) -> None:
+    """The cap is an integer DAG param, default 48, at least 1, and plan_range gets it."""
+    param = dag.params.get_param("max_catchup_hours")
+    assert param.value == 48
+    assert param.schema["type"] == "integer" and param.schema["minimum"] == 1
+    assert "params.max_catchup_hours" in dag.get_task("plan_range").op_kwargs["max_catchup_hours"]
 
 
 def test_schedule_keeps_catchup_off_and_one_run(serialized: Any) -> None:
@@ -96,13 +141,41 @@ def test_schedule_keeps_catchup_off_and_one_run(serialized: Any) -> None:
     assert serialized.max_active_runs == 1
 
 
+@pytest.mark.parametrize("seam", STEADY_SEAMS.values(), ids=STEADY_SEAMS.keys())
 @pytest.mark.parametrize("lookback", sorted(EXPECTED))
 def test_scheduled_run_rebuilds_the_hour_that_ended(monkeypatch: pytest.MonkeyPatch, dag: Any, serialized: Any,
-                                                    lookback: int) -> None:
+                                                    lookback: int, seam: datetime | None) -> None:
     """The run the scheduler fires at TICK has logical date TICK and rebuilds [TICK - 1h - lookback, TICK)."""
     info = _scheduled_interval(monkeypatch, serialized)
     assert info.logical_date == TICK
-    assert _bronze_range(dag, info.data_interval, lookback) == EXPECTED[lookback]
+    for task_id in (*RANGE_TASKS, "advance_seam"):
+        assert _task_range(dag, task_id, info.data_interval, lookback, seam) == EXPECTED[lookback], task_id
+
+
+def test_scheduled_run_catches_up_a_lagging_seam(monkeypatch: pytest.MonkeyPatch, dag: Any,
+                                                 serialized: Any) -> None:
+    """Seam 5 h behind TICK (the stack was down), lookback 2: all five tasks rebuild [seam, TICK), no gap."""
+    info = _scheduled_interval(monkeypatch, serialized)
+    seam = TICK.subtract(hours=5)
+    for task_id in (*RANGE_TASKS, "advance_seam"):
+        assert _task_range(dag, task_id, info.data_interval, 2, seam) == (seam.isoformat(), TICK.isoformat())
+
+
+def test_plan_range_fails_without_retries_beyond_the_cap(monkeypatch: pytest.MonkeyPatch, dag: Any,
+                                                          serialized: Any) -> None:
+    """A seam further back than max_catchup_hours: plan_range fails at once, naming the backfill to run first."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    import lakepulse.batch.seam
+    from lakepulse.batch.airflow import plan_range
+
+    info = _scheduled_interval(monkeypatch, serialized)
+    seam = TICK.subtract(hours=49)
+    monkeypatch.setattr(lakepulse.batch.seam, "read_seam", lambda settings, uri: seam)
+    kwargs = {k: _render(dag, v, info.data_interval, 2) for k, v in dag.get_task("plan_range").op_kwargs.items()}
+    with pytest.raises(AirflowFailException, match="lakepulse backfill --start 2026-11-29T09:00:00Z "
+                                                   "--end 2026-12-01T07:00:00Z"):
+        plan_range(**kwargs)
 
 
 @pytest.mark.parametrize("lookback", sorted(EXPECTED))
@@ -123,4 +196,5 @@ def test_consecutive_scheduled_runs_tile_time(monkeypatch: pytest.MonkeyPatch, d
     info = _scheduled_interval(monkeypatch, serialized)
     _freeze(monkeypatch, serialized.timetable, TICK.add(hours=1, seconds=30))
     following = serialized.next_dagrun_info(last_automated_run_info=info)
-    assert _bronze_range(dag, following.data_interval, 0) == (TICK.isoformat(), TICK.add(hours=1).isoformat())
+    # This run moved the seam to TICK; the next one plans from there.
+    assert _bronze_range(dag, following.data_interval, 0, TICK) == (TICK.isoformat(), TICK.add(hours=1).isoformat())
