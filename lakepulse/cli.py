@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from lakepulse import archive
+from lakepulse.api.cli import token
 from lakepulse.batch_cli import backfill
 from lakepulse.generator.cli import generate
 from lakepulse.platform import stack
@@ -23,6 +24,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 app.command(help="Generate realistic marketplace traffic to the API, Kafka or an NDJSON file.")(generate)
 app.add_typer(archive.app, name="archive")
 app.command(help="Rebuild a past range of history through Airflow's backfill DAG and follow it.")(backfill)
+app.command(help="Print a local bearer token for the metrics API (only the token: TOKEN=$(lakepulse token ..)).")(token)
 
 OnlyOption = Annotated[
     list[str] | None,

@@ -9,17 +9,25 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PLACEHOLDER_SECRET = "lakepulse-local-only"
+# The JWT signing secret's local default: the same placeholder, lengthened to the 32 bytes HS256 needs
+# (RFC 7518 §3.2; PyJWT warns below that), and refused outside local mode like the other one.
+LOCAL_PLACEHOLDER_JWT_SECRET = LOCAL_PLACEHOLDER_SECRET + "-jwt-signing-secret"
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
     """Endpoints, credentials and paths; read from `LAKEPULSE_*` environment variables or `.env`."""
 
-    model_config = SettingsConfigDict(env_prefix="LAKEPULSE_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused setting must not print the secrets it was read with.
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEPULSE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     mode: Literal["local", "cluster"] = "local"
 
@@ -86,12 +94,43 @@ class Settings(BaseSettings):
     # How long a request waits for Kafka to acknowledge its events before answering 503.
     ingest_delivery_timeout_s: float = 5.0
 
+    # API authentication (bearer JWTs, lakepulse/api/auth.py). Locally tokens are HS256, signed with
+    # `auth_jwt_secret` (`lakepulse token` mints them); in cluster mode they come from the identity
+    # provider and are verified as RS256 against its JWKS. Audience and issuer are checked on every token.
+    auth_enabled: bool = True
+    auth_jwt_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER_JWT_SECRET)
+    auth_jwt_audience: str = "lakepulse"
+    auth_jwt_issuer: str = "lakepulse-local"
+    auth_jwks_url: str | None = None
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_outside_local(self) -> Settings:
         if self.mode != "local" and self.s3_secret_key == LOCAL_PLACEHOLDER_SECRET:
             raise ValueError(
                 "LAKEPULSE_S3_SECRET_KEY still holds the local placeholder; set a real secret in cluster mode"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        secret = self.auth_jwt_secret.get_secret_value()
+        if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"LAKEPULSE_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (HS256 key)")
+        if self.mode == "local":
+            return self
+        if secret in (LOCAL_PLACEHOLDER_SECRET, LOCAL_PLACEHOLDER_JWT_SECRET):
+            raise ValueError(
+                "LAKEPULSE_AUTH_JWT_SECRET still holds the local placeholder; set a real secret in cluster mode"
+            )
+        if not self.auth_jwks_url:
+            raise ValueError(
+                "cluster mode verifies tokens with the identity provider's keys: set LAKEPULSE_AUTH_JWKS_URL"
+            )
+        url = urlparse(self.auth_jwks_url)
+        # Whoever can change the keys in transit can mint any token, so keys travel over TLS unless the
+        # identity provider is on this machine.
+        if url.scheme != "https" and not (url.scheme == "http" and url.hostname in ("127.0.0.1", "::1", "localhost")):
+            raise ValueError("LAKEPULSE_AUTH_JWKS_URL must be an https:// URL (http only to a loopback address)")
         return self
 
     @property

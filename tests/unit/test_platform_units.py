@@ -6,6 +6,7 @@ import configparser
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from lakepulse.platform.components.base import Context, Service
 from lakepulse.platform.components.spark import artifact_name
@@ -77,7 +78,9 @@ def test_find_java_home_explains_what_is_missing(monkeypatch: pytest.MonkeyPatch
 def test_cluster_mode_refuses_placeholder_secret() -> None:
     with pytest.raises(ValueError, match="placeholder"):
         Settings(mode="cluster", s3_secret_key=LOCAL_PLACEHOLDER_SECRET)
-    assert Settings(mode="cluster", s3_secret_key="a-real-secret").mode == "cluster"
+    real = Settings(mode="cluster", s3_secret_key="a-real-secret", auth_jwt_secret=SecretStr("r" * 40),
+                    auth_jwks_url="https://idp.example/jwks.json")
+    assert real.mode == "cluster"
 
 
 def test_settings_port_helpers() -> None:

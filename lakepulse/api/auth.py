@@ -1,0 +1,260 @@
+"""Bearer-token authentication for the metrics API: verify a JWT, turn its claims into a `Principal`.
+
+Locally tokens are HS256, signed with the secret from settings (`mint_token`, `lakepulse token`); in
+cluster mode they come from the identity provider and are RS256, checked against its JWKS. The algorithm
+list is fixed per mode and never read from the token, and the symmetric and asymmetric families are never
+accepted by the same verifier (algorithm confusion). The tenant a request reads always comes from the token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Final, Literal, get_args
+
+import jwt
+
+from lakepulse.events import TENANT_ID_PATTERN
+from lakepulse.settings import Settings
+
+Role = Literal["tenant", "analyst", "admin"]
+ROLES: Final[tuple[str, ...]] = get_args(Role)
+LOCAL_ALGORITHMS: Final = ("HS256",)
+CLUSTER_ALGORITHMS: Final = ("RS256",)
+# `sub` too: every decision and log line names who asked.
+REQUIRED_CLAIMS: Final = ("exp", "aud", "iss", "sub")
+# The identity provider's clock and ours drift by seconds; that should not refuse a fresh token.
+LEEWAY: Final = timedelta(seconds=30)
+# Real tokens are under 2 kB; a huge header is refused before it is base64-decoded and parsed.
+MAX_TOKEN_CHARS: Final = 8192
+# Local tokens are for development; a month is the longest one that makes sense.
+MAX_LOCAL_TTL: Final = timedelta(days=30)
+# A slow identity provider must not hold requests for long; keys are cached and refreshed every 5 minutes
+# (and on an unknown `kid`, which PyJWKClient rate-limits).
+JWKS_TIMEOUT_S: Final = 5.0
+JWKS_LIFESPAN_S: Final = 300.0
+
+_TENANT_RE = re.compile(TENANT_ID_PATTERN)
+TENANT_RULE: Final = "1-64 characters of A-Z, a-z, 0-9, _ and -"
+
+
+class AccessError(Exception):
+    """A request refused because of who is asking; `status_code` is the HTTP status to answer."""
+
+    status_code: ClassVar[int] = 400
+
+
+class AuthError(AccessError):
+    """No token, or one that does not verify: 401."""
+
+    status_code = 401
+
+
+class Forbidden(AccessError):
+    """A valid token asking for data it may not read: 403."""
+
+    status_code = 403
+
+
+class TenantRequestError(AccessError):
+    """A request naming no tenant where one is needed, or a malformed one: 400."""
+
+    status_code = 400
+
+
+class AuthUnavailable(AccessError):
+    """The identity provider's keys cannot be fetched, so the token was not judged: 503."""
+
+    status_code = 503
+
+
+def is_tenant_id(value: object) -> bool:
+    """Whether `value` is a tenant id of the event contract (`[A-Za-z0-9_-]{1,64}`)."""
+    # fullmatch: with `$`, re.match would also accept a trailing newline.
+    return isinstance(value, str) and _TENANT_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a restaurant bound to its tenant, or an analyst/admin who may read every tenant."""
+
+    subject: str
+    tenant_id: str | None
+    role: Role
+
+    def __post_init__(self) -> None:
+        # The invariant every authorisation decision leans on: a tenant principal has exactly one valid
+        # tenant, a cross-tenant role has none.
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if (self.role == "tenant") != (self.tenant_id is not None):
+            raise ValueError("a tenant principal needs a tenant_id; analyst and admin principals have none")
+        if self.tenant_id is not None and not is_tenant_id(self.tenant_id):
+            raise ValueError(f"tenant_id must be {TENANT_RULE}")
+
+    @property
+    def reads_all_tenants(self) -> bool:
+        """Whether this principal may read any tenant (analyst or admin)."""
+        return self.role != "tenant"
+
+    def tenant_for(self, requested: str | None) -> str:
+        """The tenant a request reads: a tenant token's own (another → Forbidden); analyst/admin must name one."""
+        if requested is not None and not is_tenant_id(requested):
+            raise TenantRequestError(f"tenant must be {TENANT_RULE}")
+        if self.tenant_id is not None:
+            if requested is not None and requested != self.tenant_id:
+                raise Forbidden("this token may read only its own tenant")
+            return self.tenant_id
+        if requested is None:
+            raise TenantRequestError(f"an {self.role} token may read every tenant: name one with the tenant parameter")
+        return requested
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """The principal of verified claims: `tenant_id` for a restaurant, or `role` analyst/admin; else AuthError."""
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AuthError("token has no subject")
+    role = claims.get("role", "tenant")
+    if role not in ROLES:  # also refuses a list or an object in place of one role
+        raise AuthError(f"token role must be one of {', '.join(ROLES)}")
+    tenant = claims.get("tenant_id")
+    if role == "tenant":
+        if tenant is None:
+            raise AuthError("token has neither a tenant_id claim nor an analyst or admin role")
+        if not is_tenant_id(tenant):
+            raise AuthError(f"token's tenant_id claim is not a tenant id ({TENANT_RULE})")
+        return Principal(subject=subject, tenant_id=tenant, role="tenant")
+    if tenant is not None:
+        # Ambiguous scope: refuse rather than guess whether the token meant one tenant or all.
+        raise AuthError("token carries both a tenant_id and an analyst or admin role")
+    return Principal(subject=subject, tenant_id=None, role="analyst" if role == "analyst" else "admin")
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header value; AuthError when missing or not bearer."""
+    if not authorization or not authorization.strip():
+        raise AuthError("missing bearer token (Authorization: Bearer <token>)")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+# Most specific first: InvalidSignatureError is a DecodeError, PyJWKClientConnectionError a PyJWKClientError.
+_REASONS: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidAudienceError, "token is not meant for this API (audience)"),
+    (jwt.InvalidIssuerError, "token was not issued by the trusted issuer"),
+    (jwt.InvalidAlgorithmError, "token algorithm is not accepted"),
+    (jwt.InvalidSignatureError, "token signature does not verify"),
+    (jwt.InvalidKeyError, "token is signed with a key that is not accepted"),
+    (jwt.PyJWKClientError, "token is signed by a key the identity provider does not publish"),
+    (jwt.DecodeError, "token is malformed"),
+)
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    # Our own wording only: PyJWT's messages can quote header fields an attacker chose.
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token lacks the required {exc.claim} claim"
+    return next((reason for kind, reason in _REASONS if isinstance(exc, kind)), "token is invalid")
+
+
+class TokenVerifier:
+    """Verifies bearer JWTs for one deployment: HS256 with the local secret, or RS256 via the JWKS in cluster mode."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.audience = settings.auth_jwt_audience
+        self.issuer = settings.auth_jwt_issuer
+        self.algorithms: tuple[str, ...]
+        self._secret: str | None = None
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.mode == "local":
+            self.algorithms = LOCAL_ALGORITHMS
+            self._secret = settings.auth_jwt_secret.get_secret_value()
+        else:
+            if not settings.auth_jwks_url:  # Settings refuses this already; kept for hand-built settings
+                raise ValueError("cluster mode needs LAKEPULSE_AUTH_JWKS_URL")
+            self.algorithms = CLUSTER_ALGORITHMS
+            self._jwks = jwt.PyJWKClient(settings.auth_jwks_url, lifespan=JWKS_LIFESPAN_S, timeout=JWKS_TIMEOUT_S)
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a bearer token; AuthError (never quoting the token) if it does not verify."""
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            raise AuthError("bearer token is empty or too long")
+        try:
+            # The same check decode makes, done first so that a token of the wrong family never makes
+            # the JWKS client look its `kid` up (an unknown one forces a refetch).
+            if jwt.get_unverified_header(token).get("alg") not in self.algorithms:
+                raise jwt.InvalidAlgorithmError("algorithm not accepted")
+            claims = jwt.decode(
+                token,
+                self._key_for(token),
+                algorithms=list(self.algorithms),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY,
+                options={"require": list(REQUIRED_CLAIMS), "enforce_minimum_key_length": True},
+            )
+        except jwt.PyJWKClientConnectionError as exc:
+            raise AuthUnavailable("the identity provider's signing keys cannot be fetched; try again") from exc
+        except jwt.PyJWKSetError as exc:
+            raise AuthUnavailable("the identity provider publishes no usable signing keys") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError(_reason(exc)) from exc
+        return principal_from_claims(claims)
+
+    def _key_for(self, token: str) -> jwt.PyJWK | str:
+        # A PyJWK is bound to its own algorithm, which PyJWT also checks against the token's `alg`.
+        if self._jwks is not None:
+            return self._jwks.get_signing_key_from_jwt(token)
+        assert self._secret is not None
+        return self._secret
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an Authorization header value; AuthError if it is missing or does not verify."""
+        return self.verify(bearer_token(authorization))
+
+
+def mint_token(
+    settings: Settings,
+    tenant: str | None = None,
+    role: str | None = None,
+    ttl: timedelta = timedelta(hours=12),
+    subject: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A local HS256 token for one tenant or for an analyst/admin role; ValueError in cluster mode or on bad input."""
+    if settings.mode != "local":
+        raise ValueError("cluster mode takes tokens from the identity provider; lakepulse mints only local ones")
+    role = role or "tenant"
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role == "tenant":
+        if tenant is None:
+            raise ValueError("a tenant token needs a tenant (or choose the analyst or admin role)")
+        if not is_tenant_id(tenant):
+            raise ValueError(f"tenant must be {TENANT_RULE}")
+    elif tenant is not None:
+        raise ValueError(f"an {role} token reads every tenant and names none; drop the tenant")
+    if not timedelta(0) < ttl <= MAX_LOCAL_TTL:
+        raise ValueError(f"ttl must be positive and at most {MAX_LOCAL_TTL.days} days")
+    if subject is not None and not subject.strip():
+        raise ValueError("subject must not be empty")
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "iss": settings.auth_jwt_issuer,
+        "aud": settings.auth_jwt_audience,
+        "sub": subject or f"local-{tenant or role}",
+        "iat": issued,
+        "exp": issued + ttl,
+    }
+    if role == "tenant":
+        claims["tenant_id"] = tenant
+    else:
+        claims["role"] = role
+    return jwt.encode(claims, settings.auth_jwt_secret.get_secret_value(), algorithm=LOCAL_ALGORITHMS[0])
