@@ -6,6 +6,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from lakepulse.batch.airflow import (
+    ARCHIVED_BEFORE,
     DEFAULT_ARGS,
     HOURLY_END,
     PLANNED_END,
@@ -39,14 +40,18 @@ with DAG(
     },
     tags=["lakepulse", "batch", "hourly"],
 ):
-    # Reads the seam at run time (no I/O at import); the range tasks and advance_seam take its XCom.
+    # Reads the seam and the archive's committed offsets at run time (no I/O at import); the range tasks and
+    # advance_seam take its XCom.
     plan = PythonOperator(task_id="plan_range", python_callable=plan_range,
                           op_kwargs={"tick": HOURLY_END, "lookback_hours": "{{ params.lookback_hours }}",
                                      "max_catchup_hours": "{{ params.max_catchup_hours }}"})
     args = range_args(PLANNED_START, PLANNED_END)
-    bronze = spark_job("bronze", "bronze", args)
+    # bronze and the quality gate read the archive: both read plan_range's snapshot of it (gold and reconcile
+    # read Delta only).
+    archive_args = range_args(PLANNED_START, PLANNED_END, ["--archived-before", ARCHIVED_BEFORE])
+    bronze = spark_job("bronze", "bronze", archive_args)
     gold = spark_job("gold", "gold", args)
-    quality = spark_job("quality", "quality", args)
+    quality = spark_job("quality", "quality", archive_args)
     reconcile = spark_job("reconcile", "reconcile", args)
     seam = PythonOperator(task_id="advance_seam", python_callable=advance_seam,
                           op_kwargs={"start": PLANNED_START, "end": PLANNED_END})

@@ -9,7 +9,17 @@ import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession, Window
 
 from lakepulse.aggregations.schema import PROPERTIES_SCHEMA, TYPED_PROPERTIES
-from spark_jobs.common import EVENTS, Lake, TimeRange, batch_spark, job_args, merge_rows, sql_list, sql_ts
+from spark_jobs.common import (
+    EVENTS,
+    ArchiveCutoffs,
+    Lake,
+    TimeRange,
+    batch_spark,
+    job_args,
+    merge_rows,
+    sql_list,
+    sql_ts,
+)
 from spark_jobs.raw import RAW_COLUMNS, read_raw
 
 
@@ -41,19 +51,21 @@ def events_scope(rng: TimeRange, alias: str | None = "t") -> str:
     )
 
 
-def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, int]:
-    """Read the range from the archive, deduplicate, MERGE into `events` (a rerun inserts nothing)."""
-    events_df = with_deduplicated_events(read_raw(spark, lake.raw_root, rng))
+def run(spark: SparkSession, lake: Lake, rng: TimeRange,
+        archived_before: ArchiveCutoffs | None = None) -> dict[str, int]:
+    """Read the range (of the archive snapshot `archived_before`, if given) from the archive, deduplicate,
+    MERGE into `events` (a rerun inserts nothing)."""
+    events_df = with_deduplicated_events(read_raw(spark, lake.raw_root, rng, archived_before))
     # Raw events are immutable: an event_id already in the table is never rewritten.
     return merge_rows(spark, events_df, EVENTS, lake.path(EVENTS), scope=events_scope(rng))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """spark-submit entry point."""
-    rng, lake, _ = job_args(__doc__ or "", argv)
+    rng, lake, args = job_args(__doc__ or "", argv)
     spark = batch_spark("lakepulse-bronze")
     try:
-        run(spark, lake, rng)
+        run(spark, lake, rng, args.archived_before)
     finally:
         spark.stop()
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -146,8 +146,34 @@ def _flag(value: str) -> bool:
     return value.lower() in ("true", "1", "yes")
 
 
+# One snapshot of the raw archive: (topic, partition) → the offset below which its records are all archived
+# (the raw-archive connector's committed offsets, read by the hourly DAG's plan_range).
+ArchiveCutoffs = Mapping[tuple[str, int], int]
+
+
+def parse_archived_before(text: str) -> dict[tuple[str, int], int] | None:
+    """--archived-before: JSON {"topic:partition": offset, ...} → cutoffs; empty text = no cutoff (None)."""
+    if not text.strip():
+        return None
+    try:
+        given = json.loads(text)
+        if not isinstance(given, dict):
+            raise ValueError("not an object")
+        cutoffs: dict[tuple[str, int], int] = {}
+        for key, offset in given.items():
+            topic, sep, partition = key.rpartition(":")
+            if not (sep and topic) or isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise ValueError(key)
+            cutoffs[(topic, int(partition))] = offset
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON object {{"topic:partition": offset, ...}}, got {text!r}') from err
+    return cutoffs
+
+
 def job_args(description: str, argv: Sequence[str] | None = None) -> tuple[TimeRange, Lake, argparse.Namespace]:
-    """Parse the arguments every job takes: --start --end [--metrics a,b] [--lake-root s3a://...]."""
+    """Parse the arguments every job takes: --start --end [--metrics a,b] [--lake-root s3a://...]
+    [--archived-before JSON] (args.archived_before: ArchiveCutoffs, or None for no cutoff)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--start", required=True, help="inclusive, RFC 3339 (UTC if no zone)")
     parser.add_argument("--end", required=True, help="exclusive, RFC 3339 (UTC if no zone)")
@@ -155,6 +181,9 @@ def job_args(description: str, argv: Sequence[str] | None = None) -> tuple[TimeR
     parser.add_argument("--lake-root", default="", help="isolated lake prefix (default: the production lake)")
     parser.add_argument("--quality", type=_flag, default=True, help="backfill: run the gate (true/false)")
     parser.add_argument("--reconcile", type=_flag, default=True, help="backfill: repair Pinot (true/false)")
+    parser.add_argument("--archived-before", type=parse_archived_before, default=None,
+                        help='read only raw rows below these offsets: {"topic:partition": offset, ...} '
+                             "(default or empty: every archived row)")
     args = parser.parse_args(argv)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     rng = TimeRange(parse_time(args.start), parse_time(args.end), metrics)

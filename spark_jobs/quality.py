@@ -12,7 +12,7 @@ from lakepulse.aggregations import COURIER_STATUSES, ORDER_STATUSES, filter_vali
 from lakepulse.batch.quality import QualityError, gate, validate
 from lakepulse.catalog import get_catalog
 from spark_jobs.bronze import events_scope
-from spark_jobs.common import EVENTS, GOLD_TABLES, Lake, TimeRange, batch_spark, job_args
+from spark_jobs.common import EVENTS, GOLD_TABLES, ArchiveCutoffs, Lake, TimeRange, batch_spark, job_args
 from spark_jobs.gold import partial_scope
 from spark_jobs.raw import read_raw
 
@@ -35,13 +35,15 @@ def totals_row(name: str, observed: int, expected: int) -> tuple[str, int, int]:
     return (name, observed, expected)
 
 
-def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> str:
-    """Validate the range; returns the report, raises QualityError (with the report) on any failure."""
+def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: ArchiveCutoffs | None = None) -> str:
+    """Validate the range (against the archive snapshot `archived_before`, if given); returns the report, raises
+    QualityError (with the report) on any failure."""
     bronze_df = spark.read.format("delta").load(lake.path(EVENTS)).where(events_scope(rng, None))
     checks_df = with_bronze_checks(bronze_df).cache()
     minute_df = (spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"]))
                  .where(partial_scope(rng, rng.metrics, None)).cache())
-    raw_ids = (read_raw(spark, lake.raw_root, rng).where("event_id IS NOT NULL").select("event_id")
+    # The snapshot bronze read: the archive itself keeps growing while the run goes on.
+    raw_ids = (read_raw(spark, lake.raw_root, rng, archived_before).where("event_id IS NOT NULL").select("event_id")
                .distinct().count())
     valid_events = filter_valid_events(with_normalized_events(bronze_df)).count()
     events_metric = minute_df.where("metric = 'events'").agg(F.sum("count")).collect()[0][0] or 0
@@ -77,10 +79,10 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """spark-submit entry point: exit status 1 and the report on stderr when the gate fails."""
-    rng, lake, _ = job_args(__doc__ or "", argv)
+    rng, lake, args = job_args(__doc__ or "", argv)
     spark = batch_spark("lakepulse-quality")
     try:
-        print(run(spark, lake, rng))
+        print(run(spark, lake, rng, args.archived_before))
     except QualityError as failed:
         print(str(failed), file=sys.stderr)
         sys.exit(1)

@@ -31,6 +31,9 @@ HOURLY_END = "{{ data_interval_end.isoformat() }}"
 # advance_seam read the same XCom, so the seam moves over exactly what was rebuilt, checked and reconciled.
 PLANNED_START = "{{ ti.xcom_pull(task_ids='plan_range')['start'] }}"
 PLANNED_END = "{{ ti.xcom_pull(task_ids='plan_range')['end'] }}"
+# The archive snapshot plan_range took (the raw-archive connector's committed offsets) as --archived-before JSON:
+# bronze and the quality gate read the same archive rows, however many late arrivals are uploaded in between.
+ARCHIVED_BEFORE = "{{ ti.xcom_pull(task_ids='plan_range')['offsets'] | tojson }}"
 
 
 class LakepulseSparkSubmitOperator(SparkSubmitOperator):
@@ -89,9 +92,11 @@ def planned_range(tick: str, lookback_hours: int | str, max_catchup_hours: int |
 
 
 def plan_range(tick: str, lookback_hours: int | str, max_catchup_hours: int | str,
-               lake_root: str = "") -> dict[str, str]:
-    """Airflow callable: the range this hourly run rebuilds, from the tick, the params and the stored seam."""
+               lake_root: str = "") -> dict[str, Any]:
+    """Airflow callable: the range this hourly run rebuilds (from the tick, the params and the stored seam) and
+    the archive snapshot it reads ("offsets": {"topic:partition": offset})."""
     from lakepulse.batch.seam import CatchupTooLongError, read_seam
+    from lakepulse.platform.components.connect_sink import archived_offsets
     from lakepulse.settings import get_settings
     from spark_jobs.common import Lake
 
@@ -99,10 +104,14 @@ def plan_range(tick: str, lookback_hours: int | str, max_catchup_hours: int | st
     # The seam advance_seam will check: the same lake, so a planned range never meets a SeamGapError there.
     seam = read_seam(settings, Lake.from_settings(settings, lake_root or None).seam_uri)
     try:
-        return planned_range(tick, lookback_hours, max_catchup_hours, seam)
+        planned: dict[str, Any] = dict(planned_range(tick, lookback_hours, max_catchup_hours, seam))
     except CatchupTooLongError as err:
         # Retrying cannot close the gap (only a backfill can): fail at once, S3 errors above still retry.
         raise AirflowFailException(str(err)) from err
+    # Kafka errors fail the task (Airflow retries it): offsets that could not be read must not become zeros, under
+    # which bronze would read nothing, the gate would pass and the seam would move.
+    planned["offsets"] = archived_offsets(REPO, settings)
+    return planned
 
 
 def advance_seam(start: str, end: str, lake_root: str = "") -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """lakepulse_hourly's range: the hour that just ended plus lookback_hours (widened back to a lagging seam), the same
-scheduled as triggered manually, and the same for every range task and the seam step (plan_range's XCom)."""
+scheduled as triggered manually, and the same for every range task and the seam step (plan_range's XCom); bronze and
+the quality gate read the same archive snapshot (plan_range's offsets)."""
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from datetime import datetime
@@ -23,12 +25,15 @@ EXPECTED = {  # lookback_hours → the --start/--end the run at TICK must pass (
 }
 # Seams that leave the normal range as is: before the first advance, and after the previous tick's run advanced it.
 STEADY_SEAMS = {"no seam": None, "previous tick": TICK.subtract(hours=1)}
+# The raw-archive connector's committed offsets plan_range reads (partition 2 has committed nothing yet).
+OFFSETS = {"events.raw:0": 1234, "events.raw:1": 987, "events.raw:2": 0}
+ARCHIVE_TASKS = ("bronze", "quality")  # the tasks that read the raw archive (gold and reconcile read Delta)
 
 
 class _TaskInstance:
     """The `ti` a task's templates see: xcom_pull returns what plan_range returned in this run."""
 
-    def __init__(self, planned: dict[str, str]) -> None:
+    def __init__(self, planned: dict[str, Any]) -> None:
         self.planned = planned
 
     def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
@@ -74,7 +79,7 @@ def _scheduled_interval(monkeypatch: pytest.MonkeyPatch, serialized: Any) -> Any
     return info
 
 
-def _render(dag: Any, template: str, interval: Any, lookback: int, planned: dict[str, str] | None = None) -> str:
+def _render(dag: Any, template: str, interval: Any, lookback: int, planned: dict[str, Any] | None = None) -> str:
     """Render one of the DAG's templates as a task of a run with this data interval (and plan_range XCom) would."""
     from airflow.sdk.execution_time import macros
 
@@ -90,13 +95,14 @@ def _render(dag: Any, template: str, interval: Any, lookback: int, planned: dict
     return str(dag.get_template_env(force_sandboxed=True).from_string(template).render(**context))
 
 
-def _plan(dag: Any, interval: Any, lookback: int, seam: datetime | None) -> dict[str, str]:
-    """What plan_range returns in a run with this data interval when the stored seam is `seam`."""
+def _plan(dag: Any, interval: Any, lookback: int, seam: datetime | None) -> dict[str, Any]:
+    """What plan_range returns in a run with this data interval when the stored seam is `seam` (and OFFSETS)."""
     from lakepulse.batch.airflow import planned_range
 
-    # plan_range's own templates, rendered, into the real callable's pure part (plan_range minus the seam read).
+    # plan_range's own templates, rendered, into the real callable's pure part (plan_range minus the seam and
+    # offsets reads).
     kwargs = {k: _render(dag, v, interval, lookback) for k, v in dag.get_task("plan_range").op_kwargs.items()}
-    return planned_range(seam=seam, **kwargs)
+    return {**planned_range(seam=seam, **kwargs), "offsets": OFFSETS}
 
 
 def _task_range(dag: Any, task_id: str, interval: Any, lookback: int, seam: datetime | None) -> tuple[str, str]:
@@ -198,3 +204,50 @@ def test_consecutive_scheduled_runs_tile_time(monkeypatch: pytest.MonkeyPatch, d
     following = serialized.next_dagrun_info(last_automated_run_info=info)
     # This run moved the seam to TICK; the next one plans from there.
     assert _bronze_range(dag, following.data_interval, 0, TICK) == (TICK.isoformat(), TICK.add(hours=1).isoformat())
+
+
+def _archived_before(dag: Any, task_id: str, interval: Any) -> str | None:
+    """The --archived-before a task gets in a run with this data interval (None: it takes none)."""
+    args = list(dag.get_task(task_id).application_args)
+    if "--archived-before" not in args:
+        return None
+    return _render(dag, args[args.index("--archived-before") + 1], interval, 2, _plan(dag, interval, 2, None))
+
+
+def test_bronze_and_quality_read_the_same_archive_snapshot(monkeypatch: pytest.MonkeyPatch, dag: Any,
+                                                           serialized: Any) -> None:
+    """Both archive readers get plan_range's offsets as the same --archived-before, which the jobs parse back."""
+    from spark_jobs.common import parse_archived_before
+
+    info = _scheduled_interval(monkeypatch, serialized)
+    rendered = {task_id: _archived_before(dag, task_id, info.data_interval) for task_id in RANGE_TASKS}
+    assert rendered["bronze"] is not None and rendered["bronze"] == rendered["quality"]
+    assert json.loads(rendered["bronze"]) == OFFSETS
+    assert parse_archived_before(rendered["bronze"]) == {("events.raw", 0): 1234, ("events.raw", 1): 987,
+                                                         ("events.raw", 2): 0}
+    assert rendered["gold"] is None and rendered["reconcile"] is None
+    args = [list(dag.get_task(t).application_args) for t in ARCHIVE_TASKS]
+    assert args[0] == args[1]
+
+
+def test_plan_range_returns_the_range_and_the_archive_offsets(monkeypatch: pytest.MonkeyPatch, dag: Any,
+                                                              serialized: Any) -> None:
+    """plan_range's XCom: the planned range plus the raw-archive connector's committed offsets, JSON-safe."""
+    import lakepulse.batch.seam
+    import lakepulse.platform.components.connect_sink as connect_sink
+    from lakepulse.batch.airflow import REPO, plan_range
+
+    read: list[Any] = []
+
+    def archived_offsets(repo: Any, settings: Any) -> dict[str, int]:
+        read.append(repo)
+        return dict(OFFSETS)
+
+    info = _scheduled_interval(monkeypatch, serialized)
+    monkeypatch.setattr(lakepulse.batch.seam, "read_seam", lambda settings, uri: None)
+    monkeypatch.setattr(connect_sink, "archived_offsets", archived_offsets)
+    kwargs = {k: _render(dag, v, info.data_interval, 2) for k, v in dag.get_task("plan_range").op_kwargs.items()}
+    planned = plan_range(**kwargs)
+    assert planned == {"start": EXPECTED[2][0], "end": EXPECTED[2][1], "offsets": OFFSETS}
+    assert json.loads(json.dumps(planned)) == planned
+    assert read == [REPO]  # the checked-in connector config names the group and topic

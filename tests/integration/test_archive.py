@@ -19,6 +19,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from lakepulse import archive
 from lakepulse.generator.scenario import GeneratedEvent, GeneratorConfig, generate_events
@@ -28,12 +30,14 @@ from lakepulse.ingest.processing import process_items
 from lakepulse.platform.components.base import Context, http_ok, wait_until
 from lakepulse.platform.components.connect_sink import (
     RawSink,
+    committed_offsets,
     connector_config,
     connector_status,
     states,
 )
 from lakepulse.platform.supervisor import Supervisor
 from lakepulse.settings import Settings
+from tests.integration.ingest_fixtures import topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka", "connect", "minio")]
 
@@ -193,3 +197,33 @@ def test_an_archive_not_yet_flushed_reads_as_empty(stack: Context, settings: Set
     assert archive.read_events(settings, start, start + timedelta(hours=2), prefix=prefix).num_rows == 0
     assert archive.count_events(settings, start, start + timedelta(hours=2), prefix=prefix).rows == 0
     assert archive.partitions(settings, prefix) == []
+
+
+@pytest.mark.needs("kafka")
+def test_committed_offsets_reads_back_what_a_group_committed(stack: Context, settings: Settings,
+                                                             run_id: str) -> None:
+    """The hourly run's archive snapshot comes from this read: exactly the group's commits, 0 where it has none."""
+    bootstrap = settings.kafka_bootstrap
+    topic, group = f"test.archive.offsets.{run_id}", f"test-archive-offsets-{run_id}"
+    with topics(bootstrap, [topic], partitions=3):
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        for partition, records in ((0, 5), (1, 3), (2, 2)):
+            for i in range(records):
+                producer.produce(topic, value=f"{run_id}-{i}".encode(), partition=partition)
+        assert producer.flush(30) == 0, "records left unacknowledged"
+        # What Connect does for the sink: commit per partition, here 4 of 5 records of 0, all of 1, none of 2.
+        committer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+        try:
+            committer.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 3)], asynchronous=False)
+        finally:
+            committer.close()
+        try:
+            assert committed_offsets(bootstrap, group, [topic]) == {f"{topic}:0": 4, f"{topic}:1": 3, f"{topic}:2": 0}
+            assert committed_offsets(bootstrap, f"{group}-never", [topic]) == {f"{topic}:{p}": 0 for p in range(3)}
+            # A topic that does not exist is an error, never an empty snapshot.
+            with pytest.raises(KafkaException):
+                committed_offsets(bootstrap, group, [f"{topic}.absent"])
+        finally:
+            admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the future resolves
+            for future in admin.delete_consumer_groups([group]).values():
+                future.result(30)

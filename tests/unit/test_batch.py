@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -103,3 +104,72 @@ def test_minute_differences_classify_missing_extra_and_changed(spark) -> None:  
     assert found == {"orders_placed": "values_differ", "app_errors": "extra_in_pinot"}
     missing = with_minute_differences(delta_df, pinot_df.where("metric != 'events'")).collect()
     assert {r["metric"]: r["difference"] for r in missing}["events"] == "missing_in_pinot"
+
+
+def test_archived_before_parses_plan_ranges_offsets() -> None:
+    """--archived-before takes plan_range's "topic:partition" keys; absent or empty means no cutoff."""
+    from lakepulse.platform.components.connect_sink import offset_key
+    from spark_jobs.common import job_args
+
+    base = ["--start", "2026-05-01T10:00:00Z", "--end", "2026-05-01T11:00:00Z"]
+    offsets = {offset_key("events.raw", 0): 1234, offset_key("events.raw", 11): 0, offset_key("a:b", 2): 7}
+    rng, _, args = job_args("test", [*base, "--archived-before", json.dumps(offsets)])
+    assert rng == TimeRange(H, H + timedelta(hours=1))
+    assert args.archived_before == {("events.raw", 0): 1234, ("events.raw", 11): 0, ("a:b", 2): 7}
+    assert job_args("test", base)[2].archived_before is None
+    assert job_args("test", [*base, "--archived-before", ""])[2].archived_before is None
+
+
+@pytest.mark.parametrize("bad", ['{"events.raw": 3}', '{"events.raw:x": 3}', '{":0": 3}', '{"events.raw:0": -1}',
+                                 '{"events.raw:0": 1.5}', '{"events.raw:0": true}', "[1]", "null", "{"])
+def test_archived_before_refuses_what_is_not_a_snapshot(bad: str) -> None:
+    """Anything but {"topic:partition": offset >= 0} stops the job at argument parsing."""
+    from spark_jobs.common import job_args
+
+    with pytest.raises(SystemExit):
+        job_args("test", ["--start", "2026-05-01T10:00:00Z", "--end", "2026-05-01T11:00:00Z",
+                          "--archived-before", bad])
+
+
+def _raw_row(eid: str, topic: str | None, partition: int | None, offset: int | None,
+             occurred: datetime = H) -> tuple:  # type: ignore[type-arg]
+    return (eid, "t", "page_view", occurred, occurred, "s", None, "{}", topic, partition, offset)
+
+
+def test_filter_archived_before_keeps_rows_below_their_partitions_cutoff(spark) -> None:  # type: ignore[no-untyped-def]
+    from spark_jobs.raw import RAW_SCHEMA, filter_archived_before
+
+    raw_df = spark.createDataFrame([
+        _raw_row("below", "events.raw", 0, 9),
+        _raw_row("at", "events.raw", 0, 10),  # the committed offset is the next record to archive: excluded
+        _raw_row("above", "events.raw", 0, 11),
+        _raw_row("other-partition-below", "events.raw", 1, 2),
+        _raw_row("other-partition-at", "events.raw", 1, 3),
+        _raw_row("uncommitted-partition", "events.raw", 2, 0),  # cutoff 0: nothing of it is in the snapshot
+        _raw_row("absent-partition", "events.raw", 3, 0),
+        _raw_row("absent-topic", "other", 0, 0),
+        _raw_row("no-position", None, None, None),
+    ], RAW_SCHEMA)
+    cutoffs = {("events.raw", 0): 10, ("events.raw", 1): 3, ("events.raw", 2): 0}
+    kept = {r["event_id"] for r in filter_archived_before(raw_df, cutoffs).collect()}
+    assert kept == {"below", "other-partition-below"}
+    assert filter_archived_before(raw_df, {}).count() == raw_df.count()  # an empty mapping is no cutoff
+
+
+def test_read_raw_applies_the_cutoff_only_when_given(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """read_raw on an archive laid out as the sink writes it: the range filter, then the snapshot filter."""
+    import pyspark.sql.functions as F
+
+    from spark_jobs.raw import RAW_SCHEMA, read_raw
+
+    rows = [_raw_row(f"e{i}", "events.raw", i % 2, i) for i in range(6)]
+    rows.append(_raw_row("before-the-range", "events.raw", 0, 0, H - timedelta(minutes=1)))
+    (spark.createDataFrame(rows, RAW_SCHEMA)
+     .withColumn("event_date", F.to_date("occurred_at").cast("string"))
+     .withColumn("event_hour", F.hour("occurred_at"))
+     .write.partitionBy("event_date", "event_hour").parquet(str(tmp_path / "raw")))
+    rng = TimeRange(H, H + timedelta(hours=1))
+    everything = read_raw(spark, str(tmp_path / "raw"), rng)
+    assert sorted(r["event_id"] for r in everything.collect()) == [f"e{i}" for i in range(6)]
+    snapshot = read_raw(spark, str(tmp_path / "raw"), rng, {("events.raw", 0): 3, ("events.raw", 1): 2})
+    assert sorted(r["event_id"] for r in snapshot.collect()) == ["e0", "e1", "e2"]

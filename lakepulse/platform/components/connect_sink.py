@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +102,65 @@ def wait_running(connect_url: str, name: str, timeout: float = RUNNING_TIMEOUT_S
     raise TimeoutError(f"connector {name} not RUNNING after {timeout:.0f}s: {states(status)} {trace[:800]}")
 
 
+def connect_group(connector: str) -> str:
+    """The consumer group a Connect sink connector commits its offsets in (Connect's default naming)."""
+    return f"connect-{connector}"
+
+
+def offset_key(topic: str, partition: int) -> str:
+    """A partition as a JSON object key: "topic:partition" (Kafka topic names cannot contain ':')."""
+    return f"{topic}:{partition}"
+
+
+def _committed(consumer: Any, topic: str) -> list[Any]:
+    """Every partition of `topic` with the offset the consumer's group committed (negative: none)."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise KafkaException(meta.error if meta is not None else f"topic {topic} not found")
+    committed = consumer.committed([TopicPartition(topic, p) for p in sorted(meta.partitions)], timeout=5)
+    for tp in committed:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+    return list(committed)
+
+
+def committed_offsets(bootstrap: str, group: str, topics: Sequence[str]) -> dict[str, int]:
+    """Each "topic:partition" of `topics` → the offset `group` committed (0: none); raises KafkaException."""
+    from confluent_kafka import Consumer
+
+    # Never subscribes, so it never joins the group: reading its offsets does not disturb its members.
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "log_level": 0})
+    try:
+        return {offset_key(tp.topic, tp.partition): max(tp.offset, 0)
+                for topic in topics for tp in _committed(consumer, topic)}
+    finally:
+        consumer.close()
+
+
+def archived_offsets(repo: Path, settings: Settings) -> dict[str, int]:
+    """The raw archive's snapshot now: "topic:partition" → the offset below which every record is archived."""
+    # The sink lets Connect commit an offset only after the records below it are uploaded (preCommit), and a
+    # replay starts at the committed offset: the archived rows below these offsets are complete and never change.
+    name, config = connector_config(repo, settings)
+    topics = [t.strip() for t in config["topics"].split(",") if t.strip()]
+    offsets = committed_offsets(settings.kafka_bootstrap, connect_group(name), topics)
+    if not offsets:  # an empty mapping would mean "no cutoff" to the jobs
+        raise RuntimeError(f"no partitions found for the raw-archive topics {topics}")
+    return offsets
+
+
 def consumer_lag(bootstrap: str, group: str, topic: str) -> int | None:
     """Records of `topic` not yet committed by consumer group `group` (None when unknown)."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import Consumer, KafkaException
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                          "log_level": 0})
     try:
-        meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return None
-        parts = [TopicPartition(topic, p) for p in meta.partitions]
-        committed = consumer.committed(parts, timeout=5)
         lag = 0
-        for tp in committed:
+        for tp in _committed(consumer, topic):
             low, high = consumer.get_watermark_offsets(tp, timeout=5)
             lag += high - (tp.offset if tp.offset >= 0 else low)
         return lag
@@ -168,6 +214,6 @@ class RawSink(Component):
         seen = states(connector_status(ctx.settings.kafka_connect_url, name))
         if not seen:
             return {name: "absent"}
-        lag = consumer_lag(ctx.settings.kafka_bootstrap, f"connect-{name}", config["topics"])
+        lag = consumer_lag(ctx.settings.kafka_bootstrap, connect_group(name), config["topics"])
         tasks = ",".join(seen[1:]) or "no tasks"
         return {name: f"{seen[0]} (tasks {tasks})", "archive_lag": "?" if lag is None else str(lag)}
