@@ -20,12 +20,15 @@ from lakepulse.batch.airflow import (
 with DAG(
     dag_id="lakepulse_hourly",
     description=__doc__,
-    # A point in time, not a 1h interval: a scheduled run at tick H and a REST trigger with logical_date=H then both
-    # get logical date H and data interval [H, H]; plan_range turns H into [H - 1h - lookback, H). With a 1h
-    # interval (interval= or CronDataIntervalTimetable) the run at H gets logical date H-1h, a trigger at H covers
-    # that same hour but takes the next run's logical date, and the scheduler skips that run as "already exists".
-    # Spelled out, not "@hourly": [scheduler] create_cron_data_intervals would turn that into the interval kind.
-    schedule=CronTriggerTimetable("0 * * * *", timezone="UTC"),
+    # A point in time, not a 1h interval: a scheduled run at tick T and a REST trigger with logical_date=T then both
+    # get logical date T and data interval [T, T]; plan_range turns T into [H - 1h - lookback, H), H the hour
+    # boundary at or before T. With a 1h interval (interval= or CronDataIntervalTimetable) the run at T gets logical
+    # date T-1h, a trigger at T covers that same hour but takes the next run's logical date, and the scheduler skips
+    # that run as "already exists". Spelled out, not "@hourly": [scheduler] create_cron_data_intervals would turn
+    # that into the interval kind. Five past the hour: by then the raw archive holds the hour's on-time events
+    # (the speed layer's watermark lets them arrive up to ~2 min late, and Connect uploads within ~70 s), so the
+    # snapshot plan_range takes is complete for the hour the seam moves over.
+    schedule=CronTriggerTimetable("5 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

@@ -80,11 +80,14 @@ def _rfc3339(moment: datetime) -> str:
 
 def hourly_range(tick: datetime, lookback_hours: int, seam: datetime | None,
                  max_catchup_hours: int) -> tuple[datetime, datetime]:
-    """The range [start, end) the hourly run at `tick` rebuilds: the normal one, widened back to a lagging seam."""
+    """The range [start, end) the hourly run at `tick` rebuilds: up to the hour boundary at or before the tick, back
+    `1 + lookback_hours` hours (the normal range), or further back to a lagging seam."""
     if lookback_hours < 0 or max_catchup_hours < 1:
         raise ValueError(f"need lookback_hours >= 0 and max_catchup_hours >= 1, got {lookback_hours}, "
                          f"{max_catchup_hours}")
-    end = _utc(tick)
+    # The run at 10:05 rebuilds up to 10:00: ticks come a few minutes past the hour, once the archive has the
+    # hour's on-time events.
+    end = _utc(tick).replace(minute=0, second=0, microsecond=0)
     normal = end - timedelta(hours=1 + lookback_hours)
     if seam is None or _utc(seam) >= normal:
         return normal, end  # first run, or the seam is inside (or past) the normal range: no gap to close

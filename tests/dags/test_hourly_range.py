@@ -17,14 +17,17 @@ import pytest
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "lakepulse_hourly.py"
 RANGE_TASKS = ("bronze", "gold", "quality", "reconcile")
-# The tick under test (a scheduled run fires at it; a manual trigger names it as logical_date).
-TICK = pendulum.datetime(2026, 12, 1, 10, tz="UTC")
+# The tick under test, five past the hour (a scheduled run fires at it; a manual trigger names it as logical_date),
+# and the hour boundary its run rebuilds up to.
+TICK = pendulum.datetime(2026, 12, 1, 10, 5, tz="UTC")
+HOUR = pendulum.datetime(2026, 12, 1, 10, tz="UTC")
 EXPECTED = {  # lookback_hours → the --start/--end the run at TICK must pass (what spark_jobs' parse_time reads)
     0: ("2026-12-01T09:00:00+00:00", "2026-12-01T10:00:00+00:00"),
     2: ("2026-12-01T07:00:00+00:00", "2026-12-01T10:00:00+00:00"),
 }
-# Seams that leave the normal range as is: before the first advance, and after the previous tick's run advanced it.
-STEADY_SEAMS = {"no seam": None, "previous tick": TICK.subtract(hours=1)}
+# Seams that leave the normal range as is: before the first advance, and after the previous tick's run advanced it
+# to the top of its hour.
+STEADY_SEAMS = {"no seam": None, "previous tick": pendulum.datetime(2026, 12, 1, 9, tz="UTC")}
 # The raw-archive connector's committed offsets plan_range reads (partition 2 has committed nothing yet).
 OFFSETS = {"events.raw:0": 1234, "events.raw:1": 987, "events.raw:2": 0}
 ARCHIVE_TASKS = ("bronze", "quality")  # the tasks that read the raw archive (gold and reconcile read Delta)
@@ -160,11 +163,11 @@ def test_scheduled_run_rebuilds_the_hour_that_ended(monkeypatch: pytest.MonkeyPa
 
 def test_scheduled_run_catches_up_a_lagging_seam(monkeypatch: pytest.MonkeyPatch, dag: Any,
                                                  serialized: Any) -> None:
-    """Seam 5 h behind TICK (the stack was down), lookback 2: all five tasks rebuild [seam, TICK), no gap."""
+    """Seam 5 h behind the hour (the stack was down), lookback 2: all five tasks rebuild [seam, HOUR), no gap."""
     info = _scheduled_interval(monkeypatch, serialized)
-    seam = TICK.subtract(hours=5)
+    seam = HOUR.subtract(hours=5)
     for task_id in (*RANGE_TASKS, "advance_seam"):
-        assert _task_range(dag, task_id, info.data_interval, 2, seam) == (seam.isoformat(), TICK.isoformat())
+        assert _task_range(dag, task_id, info.data_interval, 2, seam) == (seam.isoformat(), HOUR.isoformat())
 
 
 def test_plan_range_fails_without_retries_beyond_the_cap(monkeypatch: pytest.MonkeyPatch, dag: Any,
@@ -176,7 +179,7 @@ def test_plan_range_fails_without_retries_beyond_the_cap(monkeypatch: pytest.Mon
     from lakepulse.batch.airflow import plan_range
 
     info = _scheduled_interval(monkeypatch, serialized)
-    seam = TICK.subtract(hours=49)
+    seam = HOUR.subtract(hours=49)
     monkeypatch.setattr(lakepulse.batch.seam, "read_seam", lambda settings, uri: seam)
     kwargs = {k: _render(dag, v, info.data_interval, 2) for k, v in dag.get_task("plan_range").op_kwargs.items()}
     with pytest.raises(AirflowFailException, match="lakepulse backfill --start 2026-11-29T09:00:00Z "
@@ -202,8 +205,8 @@ def test_consecutive_scheduled_runs_tile_time(monkeypatch: pytest.MonkeyPatch, d
     info = _scheduled_interval(monkeypatch, serialized)
     _freeze(monkeypatch, serialized.timetable, TICK.add(hours=1, seconds=30))
     following = serialized.next_dagrun_info(last_automated_run_info=info)
-    # This run moved the seam to TICK; the next one plans from there.
-    assert _bronze_range(dag, following.data_interval, 0, TICK) == (TICK.isoformat(), TICK.add(hours=1).isoformat())
+    # This run moved the seam to HOUR; the next one plans from there.
+    assert _bronze_range(dag, following.data_interval, 0, HOUR) == (HOUR.isoformat(), HOUR.add(hours=1).isoformat())
 
 
 def _archived_before(dag: Any, task_id: str, interval: Any) -> str | None:

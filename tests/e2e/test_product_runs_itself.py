@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.integration,
 PINOT_WAIT_S = 120  # bounded waits, not timing assertions: the measured times are printed
 ARCHIVE_WAIT_S = 300  # Connect uploads an open file after 60 s (plus up to ~10 s of polling)
 HOURLY_RUN_WAIT_S = 1800
+TICK_MINUTE = 5  # lakepulse_hourly's cron: "5 * * * *"
 
 
 def order(tenant: str, at: datetime, amount: float, event_id: str | None = None) -> dict[str, Any]:
@@ -83,13 +84,16 @@ def archived_ids(settings: Settings, tenant: str, start: datetime, end: datetime
     return set(table.column("event_id").to_pylist())
 
 
-def free_logical_date(api: AirflowApi, latest: datetime) -> datetime:
-    """The newest hour boundary <= latest without a run of the hourly DAG (the scheduler may have made one)."""
+def free_tick(api: AirflowApi, now: datetime) -> datetime:
+    """The newest scheduler tick (five past an hour) <= now without a run of the hourly DAG yet (the scheduler may
+    have made one: a second run may not take its logical date)."""
     taken = {datetime.fromisoformat(r["logical_date"]) for r in api.runs(HOURLY_DAG) if r.get("logical_date")}
-    candidate = latest
-    while candidate in taken:
-        candidate -= timedelta(hours=1)
-    return candidate
+    tick = now.replace(minute=TICK_MINUTE, second=0, microsecond=0)
+    if tick > now:
+        tick -= timedelta(hours=1)
+    while tick in taken:
+        tick -= timedelta(hours=1)
+    return tick
 
 
 def seam_view_totals(settings: Settings, tenant: str) -> dict[tuple[str, str], tuple[int, float]]:
@@ -109,11 +113,11 @@ def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_ru
     settings = stack.settings
     tenant = f"e2e-{uuid.uuid4().hex[:10]}"
     now = datetime.now(UTC)
-    logical = now.replace(minute=0, second=0, microsecond=0)
     api = AirflowApi.login(settings.airflow_url, settings.airflow_user, airflow_password(stack))
-    logical = free_logical_date(api, logical)
+    tick = free_tick(api, now)
+    hour_end = tick.replace(minute=0)  # the run at tick rebuilds up to the hour before it
     # The hour the run rebuilds: late for the speed layer, so only the batch layer can count it.
-    past = [order(tenant, logical - timedelta(minutes=55 - i), 10.0 + i) for i in range(30)]
+    past = [order(tenant, hour_end - timedelta(minutes=55 - i), 10.0 + i) for i in range(30)]
     current = [order(tenant, now - timedelta(seconds=2 + i % 3), 5.5) for i in range(12)]
     resent = [past[3], past[7], current[0], current[5]]  # same event ids: no-ops downstream
     malformed = [b'{"event_id": "e2e-bad-1", "tenant_id": "' + tenant.encode() + b'"}', b"{not json"]
@@ -134,25 +138,25 @@ def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_ru
     print(f"\naccepted → visible in Pinot: {time.monotonic() - accepted_at:.1f} s")
 
     # 2. The raw archive holds every accepted event once deduplicated (Connect uploads about once a minute).
-    start, end = logical - timedelta(hours=1), now + timedelta(minutes=1)
+    start, end = hour_end - timedelta(hours=1), now + timedelta(minutes=1)
     wait_for(lambda: archived_ids(settings, tenant, start, end), set(unique), ARCHIVE_WAIT_S,
              "event ids in the raw archive", 5)
     archived_at = time.monotonic()
     print(f"accepted → archived: {archived_at - accepted_at:.0f} s")
 
     # 3. An hourly run for the chosen logical date, as the scheduler would start it.
-    run_id = api.trigger(HOURLY_DAG, {"lookback_hours": 2}, logical.isoformat())
+    run_id = api.trigger(HOURLY_DAG, {"lookback_hours": 2}, tick.isoformat())
     state = api.wait(HOURLY_DAG, run_id, HOURLY_RUN_WAIT_S,
                      on_change=lambda s, tasks: print(f"  hourly {run_id}: {s} {tasks}"))
     assert state == "success"
-    # Logical date L, as the scheduler's run at L: it rebuilt [L - 1h - lookback, L).
-    assert datetime.fromisoformat(api.run(HOURLY_DAG, run_id)["logical_date"]) == logical
+    # Logical date = the tick, as the scheduler's run at that tick: it rebuilt [hour_end - 1h - lookback, hour_end).
+    assert datetime.fromisoformat(api.run(HOURLY_DAG, run_id)["logical_date"]) == tick
     print(f"archived → served by the batch layer: {time.monotonic() - archived_at:.0f} s; "
           f"accepted → in Trino's batch layer: {time.monotonic() - accepted_at:.0f} s")
 
     # 4. The seam moved past the hour (a later scheduled run may have moved it further), the tables are there.
     seam = read_seam(settings, production_seam_uri(settings))
-    assert seam is not None and seam >= logical
+    assert seam is not None and seam >= hour_end
     conn = connect(settings, 60)
     try:
         cur = conn.cursor()

@@ -88,3 +88,9 @@ def test_bad_params_are_refused(lookback: int, cap: int) -> None:
     """The DAG's Params refuse these already; the function does not rely on it."""
     with pytest.raises(ValueError):
         hourly_range(H, lookback, None, cap)
+
+
+@pytest.mark.parametrize("minutes_past", [0, 5, 59])
+def test_a_tick_past_the_hour_rebuilds_up_to_the_hour(minutes_past: int) -> None:
+    """The scheduled tick is five past the hour (the archive has the hour by then): the range still ends at H."""
+    assert hourly_range(H + timedelta(minutes=minutes_past), 2, None, 48) == (H - hours(3), H)
