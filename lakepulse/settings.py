@@ -114,9 +114,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
         secret = self.auth_jwt_secret.get_secret_value()
-        if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
-            raise ValueError(f"LAKEPULSE_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (HS256 key)")
         if self.mode == "local":
+            # The HS256 key local tokens are signed with; cluster mode verifies RS256 tokens and never uses it.
+            if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+                raise ValueError(f"LAKEPULSE_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (HS256 key)")
             return self
         if secret in (LOCAL_PLACEHOLDER_SECRET, LOCAL_PLACEHOLDER_JWT_SECRET):
             raise ValueError(
