@@ -165,7 +165,14 @@ def down(ctx: Context, purge: bool = False) -> list[Path]:
     of the stack's state (returned): data of every store, checkpoints, alert state, generated config."""
     sup = Supervisor(ctx)
     if sup.is_running():
-        with console.status("stopping services"):
+        # In waves, the reverse of the start order: a service stops while what it talks to still answers (Pinot
+        # without ZooKeeper waited out its whole stop timeout; the streaming job without Kafka failed its batch).
+        services = [svc for _, svc in all_services(ctx)]
+        for _, wave in groupby(sorted(services, key=lambda s: -s.order), key=lambda s: s.order):
+            stopping = list(wave)
+            with console.status(f"stopping {', '.join(s.name for s in stopping)}"):
+                sup.stop_together([s.name for s in stopping], timeout=max(s.stop_wait for s in stopping) + 15)
+        with console.status("stopping supervisord"):
             sup.shutdown()
         console.print("[green]✓[/green] all services stopped")
     else:

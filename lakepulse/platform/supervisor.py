@@ -129,6 +129,25 @@ class Supervisor:
         except (OSError, xmlrpc.client.Fault):
             return {}
 
+    def stop_together(self, names: list[str], timeout: float) -> None:
+        """Stop these programs at once (each its whole process group) and wait until none runs (bounded:
+        supervisor SIGKILLs a program after its own stopwaitsecs)."""
+        running = [n for n in names if self.state(n) in RUNNING_STATES | {"BACKOFF"}]
+        for name in running:
+            self._stop_nowait(name)
+        deadline = time.monotonic() + timeout
+        while any(self.state(n) in RUNNING_STATES | {"STOPPING"} for n in running):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+
+    def _stop_nowait(self, name: str) -> None:
+        try:
+            self.rpc().supervisor.stopProcess(name, False)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString:
+                raise
+
     def shutdown(self, timeout: float = 180) -> None:
         """Stop every program (process groups included), then supervisord itself."""
         if not self.is_running():

@@ -57,6 +57,15 @@ class RecordingSupervisor:
     def state(self, name: str) -> str:
         return "RUNNING" if f"start {name}" in self.journal else "STOPPED"
 
+    def is_running(self) -> bool:
+        return True
+
+    def stop_together(self, names: list[str], timeout: float) -> None:
+        self.journal.append(f"stop wave {sorted(names)}")
+
+    def shutdown(self) -> None:
+        self.journal.append("shutdown")
+
 
 @pytest.fixture
 def journal(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -94,6 +103,14 @@ def test_no_demo_skips_and_stops_the_demo_traffic(ctx: Context, journal: list[st
     journal.append("start demo")  # running from an earlier `make run`
     stack.up(ctx, demo=False)
     assert "stop demo" in journal and journal.count("start demo") == 1
+
+
+def test_down_stops_in_waves_in_the_reverse_of_the_start_order(ctx: Context, journal: list[str]) -> None:
+    stack.down(ctx)
+    assert journal == [
+        "stop wave ['demo']", "stop wave ['streaming', 'trino']", "stop wave ['pinot']", "stop wave ['ingest']",
+        "stop wave ['connect']", "stop wave ['kafka']", "stop wave ['minio']", "shutdown",
+    ]
 
 
 def test_purge_deletes_every_store_and_keeps_only_the_logs(ctx: Context) -> None:
