@@ -1,0 +1,106 @@
+"""The metrics API's dependencies: settings, the token verifier, who is asking, the engine readers.
+
+Each is an `Annotated[..., Depends(...)]` alias reading the app's state, so a test swaps one with
+`app.dependency_overrides[get_x] = ...` and nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Final
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from lakepulse.api.auth import Principal, TokenVerifier
+from lakepulse.api.sources import MinuteSource, SeamReader
+from lakepulse.api.telemetry import ApiMetrics
+from lakepulse.catalog import Catalog, get_catalog
+from lakepulse.settings import Settings
+
+# With auth switched off (LAKEPULSE_AUTH_ENABLED=false, for local experiments only) a request reads as an
+# analyst: it sees every tenant but must still name one, so the same queries run.
+ANONYMOUS: Final = Principal(subject="anonymous", tenant_id=None, role="analyst")
+
+# Declares the scheme in OpenAPI (the docs' Authorize button, schemathesis' auth); auto_error off, because the
+# verifier gives the reasons and the 401 with WWW-Authenticate.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="A JWT with a `tenant_id` claim (one restaurant) or a `role` of analyst or admin; "
+                "locally `lakepulse token --tenant T` mints one.",
+)
+
+
+@dataclass(frozen=True)
+class EngineSources:
+    """The readers of one app: the batch and speed layers' minute rows and the seam between them."""
+
+    batch: MinuteSource
+    speed: MinuteSource
+    seam: SeamReader
+
+
+def get_app_settings(request: Request) -> Settings:
+    """Dependency: the settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_verifier(request: Request) -> TokenVerifier:
+    """Dependency: the app's token verifier (one per process: it caches the identity provider's keys)."""
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier
+
+
+def get_api_metrics(request: Request) -> ApiMetrics:
+    """Dependency: the app's Prometheus metrics."""
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+def get_catalog_dep() -> Catalog:
+    """Dependency: the metric catalog (the allow-list of metric and dimension names)."""
+    return get_catalog()
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
+ApiMetricsDep = Annotated[ApiMetrics, Depends(get_api_metrics)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog_dep)]
+
+
+def current_principal(
+    request: Request,
+    settings: SettingsDep,
+    verifier: VerifierDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    """Dependency: who is asking, from the Authorization bearer token (AuthError → 401 when missing or bad)."""
+    if not settings.auth_enabled:
+        return ANONYMOUS
+    # The raw header, not HTTPBearer's parse: the verifier's own checks and wording apply to every shape.
+    return verifier.authenticate(request.headers.get("authorization"))
+
+
+def get_batch_source(request: Request) -> MinuteSource:
+    """Dependency: the batch layer's minute rows (Trino over Delta)."""
+    sources: EngineSources = request.app.state.sources
+    return sources.batch
+
+
+def get_speed_source(request: Request) -> MinuteSource:
+    """Dependency: the speed layer's minute rows (Pinot's broker)."""
+    sources: EngineSources = request.app.state.sources
+    return sources.speed
+
+
+def get_seam_source(request: Request) -> SeamReader:
+    """Dependency: the seam between the layers (cached)."""
+    sources: EngineSources = request.app.state.sources
+    return sources.seam
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+BatchSourceDep = Annotated[MinuteSource, Depends(get_batch_source)]
+SpeedSourceDep = Annotated[MinuteSource, Depends(get_speed_source)]
+SeamSourceDep = Annotated[SeamReader, Depends(get_seam_source)]

@@ -1,0 +1,302 @@
+"""The engines behind the metrics API: minute rows of the batch layer (Trino over Delta) and of the speed layer
+(Pinot's broker), and the seam T between them.
+
+Each reader takes the tenant as an argument it cannot omit and re-checks it, the metric and the range before
+any SQL is built; values reach SQL only as bound parameters. Every call has a timeout, and every engine
+failure becomes a `SourceUnavailable` naming the layer: the engine's own text (which can quote the SQL) is
+logged here and never reaches a client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Final, Protocol
+from urllib.parse import urlparse
+
+import boto3
+import httpx
+import pinotdb
+import requests
+import trino.dbapi
+import trino.exceptions
+from botocore.client import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pinotdb.db import Connection as PinotConnection
+
+from lakepulse.api.auth import is_tenant_id
+from lakepulse.batch.seam import production_seam_uri, split_uri
+from lakepulse.catalog import Catalog, get_catalog
+from lakepulse.catalog.trino import DELTA_SCHEMA
+from lakepulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Columns of the partial-row contract (aggregations.schema.PARTIAL_SCHEMA) the merge needs, sketches included;
+# spelled out here so that the API process does not build Spark types to name them.
+PARTIAL_COLUMNS: Final = ("tenant_id", "metric", "dims_key", "dims", "window_start", "window_end", "count", "sum",
+                          "min", "max", "hll_sketch", "theta_sketch", "buckets", "updated_at")
+BATCH_TABLE: Final = f"{DELTA_SCHEMA}.metrics_minute"  # the table, not the seam view: the view has no sketches
+SPEED_TABLE: Final = "metrics_minute"
+# A week of minutes for a handful of dimension tuples; rows are ~1 kB of Python objects each, so the cap also
+# bounds a request's memory. Above it the answer says `truncated`.
+DEFAULT_MAX_ROWS: Final = 100_000
+TRINO_TIMEOUT_S: Final = 10.0
+PINOT_TIMEOUT_S: Final = 5.0
+SEAM_TTL_S: Final = 5.0
+SEAM_TIMEOUT_S: Final = 2.0
+# The seam only moves forward, and a minute between an old and a new seam is still in Pinot (7 days' retention)
+# and reconciled, so a seam a minute old still serves each minute once: better than a 503 while S3 hiccups.
+SEAM_MAX_STALE_S: Final = 60.0
+
+
+class SourceUnavailable(Exception):
+    """An engine did not answer in time or failed: 503, with a message that names the layer and nothing else."""
+
+    status_code: ClassVar[int] = 503
+
+    def __init__(self, layer: str) -> None:
+        super().__init__(f"the {layer} is unavailable right now; try again shortly")
+        self.layer = layer
+
+
+@dataclass(frozen=True)
+class MinuteRows:
+    """Minute partial rows of one layer (in the engine client's shapes) and whether the row cap cut them short."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False
+
+
+class MinuteSource(Protocol):
+    """A layer's minute rows of one tenant and metric with window_start in [start, end)."""
+
+    def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows: ...
+
+
+class SeamReader(Protocol):
+    """The seam T as it is now (None before the batch layer has published one)."""
+
+    def current(self) -> datetime | None: ...
+
+
+def check_scope(tenant_id: str, metric: str, start: datetime, end: datetime, catalog: Catalog) -> None:
+    """Refuse (ValueError) a tenant that is not a contract tenant id, a metric the catalog lacks, or a bad range."""
+    # The routes validate first; this is the last line before SQL, so a caller that forgot cannot slip through.
+    if not is_tenant_id(tenant_id):
+        raise ValueError("tenant_id is not a tenant id of the event contract")
+    if metric not in catalog.names():
+        raise ValueError("metric is not in the catalog")
+    if start.utcoffset() is None or end.utcoffset() is None or not start < end:
+        raise ValueError("the range must be timezone-aware with start < end")
+
+
+def _as_dicts(description: Any, rows: list[Any]) -> list[dict[str, Any]]:
+    names = [column[0] for column in description or ()]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _capped(rows: list[dict[str, Any]], max_rows: int) -> MinuteRows:
+    # Queries ask for one row more than the cap: its presence is the signal, without a second COUNT query.
+    return MinuteRows(rows[:max_rows], truncated=len(rows) > max_rows)
+
+
+class BatchSource:
+    """Minute rows before the seam from Delta's `metrics_minute`, through Trino (bound `?` parameters)."""
+
+    layer: ClassVar[str] = "batch layer"
+
+    def __init__(self, settings: Settings, timeout_s: float = TRINO_TIMEOUT_S, max_rows: int = DEFAULT_MAX_ROWS,
+                 catalog: Catalog | None = None) -> None:
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._max_rows = max_rows
+        self._catalog = catalog or get_catalog()
+        self._conn: trino.dbapi.Connection | None = None
+        self._lock = threading.Lock()
+        cols = ", ".join(f'"{c}"' for c in PARTIAL_COLUMNS)
+        # window_date (the UTC date of window_start, the partition column) prunes files; window_start bounds
+        # the minutes. Both are half-open in effect: the last date is the one holding end's previous instant.
+        self._sql = (f"SELECT {cols} FROM {BATCH_TABLE} WHERE tenant_id = ? AND metric = ? "
+                     "AND window_date >= ? AND window_date <= ? AND window_start >= ? AND window_start < ? "
+                     f"LIMIT {int(max_rows) + 1}")
+
+    def _connection(self) -> trino.dbapi.Connection:
+        # One connection per process: the client is thread-safe (DB-API threadsafety 2) and keeps its HTTP pool.
+        with self._lock:
+            if self._conn is None:
+                self._conn = trino.dbapi.connect(
+                    host=self._settings.trino_url,
+                    user=self._settings.trino_user,
+                    source="lakepulse-api",
+                    # The coordinator ends the query itself at the deadline (no orphan keeps running); one
+                    # attempt per HTTP call, since the client retries through the 503's Retry-After.
+                    session_properties={"query_max_run_time": f"{max(1, round(self._timeout_s))}s"},
+                    request_timeout=self._timeout_s,
+                    max_attempts=1,
+                    # Trino 476 takes EXECUTE IMMEDIATE: no probing query before the first statement.
+                    legacy_prepared_statements=False,
+                )
+            return self._conn
+
+    def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
+        """The tenant's `metric` rows with window_start in [start, end) (the batch range of split_at_seam)."""
+        check_scope(tenant_id, metric, start, end, self._catalog)
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        last_date = (end - timedelta(microseconds=1)).date()
+        params = [tenant_id, metric, start.date().isoformat(), last_date.isoformat(), start, end]
+        started = time.monotonic()
+        try:
+            cursor = self._connection().cursor()
+            try:
+                cursor.execute(self._sql, params)
+                rows = _as_dicts(cursor.description, cursor.fetchall())
+            finally:
+                cursor.close()
+        except (trino.exceptions.Error, trino.exceptions.HttpError, requests.RequestException, OSError) as exc:
+            log.warning("Trino read of %s for %s failed after %.1f s: %r", metric, tenant_id,
+                        time.monotonic() - started, exc)
+            raise SourceUnavailable(self.layer) from exc
+        return _capped(rows, self._max_rows)
+
+    def close(self) -> None:
+        """Close the Trino connection if one was opened."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class SpeedSource:
+    """Current (upserted) minute rows from Pinot's `metrics_minute` through the broker, via `pinotdb`.
+
+    The broker answers upsert tables with the newest row of each primary key only; Trino's Pinot connector
+    may return superseded ones when it reads segments (trinodb/trino#10164), so the speed layer never goes
+    through Trino here.
+    """
+
+    layer: ClassVar[str] = "speed layer"
+
+    def __init__(self, settings: Settings, timeout_s: float = PINOT_TIMEOUT_S, max_rows: int = DEFAULT_MAX_ROWS,
+                 catalog: Catalog | None = None) -> None:
+        self._broker_url = settings.pinot_broker_url
+        self._timeout_s = timeout_s
+        self._max_rows = max_rows
+        self._catalog = catalog or get_catalog()
+        self._conn: PinotConnection | None = None
+        self._lock = threading.Lock()
+        # Times as epoch milliseconds: Pinot 0.11 renders TIMESTAMP as text in the server's zone.
+        cols = ", ".join(f'CAST("{c}" AS LONG) AS "{c}"' if c in ("window_start", "window_end", "updated_at")
+                         else f'"{c}"' for c in PARTIAL_COLUMNS)
+        # pinotdb binds pyformat parameters: a str is quoted with '' doubled (what Pinot's Calcite parser
+        # reads), ints go in as digits. It passes the string "*" and non-str objects through unquoted, so only
+        # checked tenant ids, catalog names and ints we computed are ever bound.
+        self._sql = (f"SELECT {cols} FROM {SPEED_TABLE} WHERE tenant_id = %(tenant_id)s AND metric = %(metric)s "
+                     "AND window_start >= %(start_ms)s AND window_start < %(end_ms)s "
+                     f"LIMIT {int(max_rows) + 1}")
+        # The broker stops the query at the deadline too, not only our HTTP client.
+        self._options = f"timeoutMs={int(timeout_s * 1000)}"
+
+    def _connection(self) -> PinotConnection:
+        with self._lock:
+            if self._conn is None:
+                url = urlparse(self._broker_url)
+                self._conn = pinotdb.connect(
+                    host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
+                    path="/query/sql", scheme=url.scheme or "http", timeout=self._timeout_s,
+                    # pinotdb hands verify_ssl to httpx as-is, and None there means no TLS context at all.
+                    verify_ssl=True,
+                )
+            return self._conn
+
+    def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
+        """The tenant's current `metric` rows with window_start in [start, end) (the speed range of split_at_seam)."""
+        check_scope(tenant_id, metric, start, end, self._catalog)
+        params = {"tenant_id": tenant_id, "metric": metric,
+                  "start_ms": int(start.timestamp() * 1000), "end_ms": int(end.timestamp() * 1000)}
+        started = time.monotonic()
+        try:
+            # pinotdb raises if fewer servers answered than were queried, so a partial answer is an error.
+            cursor = self._connection().cursor()
+            cursor.execute(self._sql, params, queryOptions=self._options)
+            rows = _as_dicts(cursor.description, cursor.fetchall())
+        except (pinotdb.Error, httpx.HTTPError, OSError) as exc:
+            log.warning("Pinot read of %s for %s failed after %.1f s: %r", metric, tenant_id,
+                        time.monotonic() - started, exc)
+            raise SourceUnavailable(self.layer) from exc
+        return _capped(rows, self._max_rows)
+
+    def close(self) -> None:
+        """Close the broker connection if one was opened."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class SeamSource:
+    """The seam T from its S3 object, cached for `ttl_s`; a failed refresh serves the last value for a while."""
+
+    layer: ClassVar[str] = "seam (batch layer state)"
+
+    def __init__(self, settings: Settings, ttl_s: float = SEAM_TTL_S, timeout_s: float = SEAM_TIMEOUT_S,
+                 max_stale_s: float = SEAM_MAX_STALE_S, reader: Callable[[], datetime | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._ttl_s = ttl_s
+        self._timeout_s = timeout_s
+        self._max_stale_s = max_stale_s
+        self._reader = reader or self._read_s3
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._value: datetime | None = None
+        self._read_at: float | None = None  # when _value was last read successfully
+        self._next_read = float("-inf")
+
+    def current(self) -> datetime | None:
+        """The seam, read at most once per `ttl_s`; SourceUnavailable when it cannot be read and no fresh-enough
+        value is cached."""
+        with self._lock:  # one refresh at a time; the others wait for it instead of piling onto S3
+            now = self._clock()
+            if now < self._next_read:
+                return self._value
+            try:
+                self._value = self._reader()
+            except SourceUnavailable:
+                if self._read_at is None or now - self._read_at > self._max_stale_s:
+                    raise
+                log.warning("seam refresh failed; serving the one read %.0f s ago", now - self._read_at)
+            else:
+                self._read_at = now
+            self._next_read = now + self._ttl_s
+            return self._value
+
+    def _read_s3(self) -> datetime | None:
+        # Not lakepulse.batch.seam.read_seam: that builds a client per call with botocore's 60 s timeouts and
+        # retries; a request thread must not wait that long. Same object, same format.
+        bucket, key = split_uri(production_seam_uri(self._settings))
+        try:
+            if self._client is None:
+                self._client = boto3.client(
+                    "s3", endpoint_url=self._settings.s3_endpoint, region_name=self._settings.s3_region,
+                    aws_access_key_id=self._settings.s3_access_key,
+                    aws_secret_access_key=self._settings.s3_secret_key,
+                    config=Config(s3={"addressing_style": "path"}, connect_timeout=self._timeout_s,
+                                  read_timeout=self._timeout_s,
+                                  retries={"mode": "standard", "max_attempts": 1}),
+                )
+            try:
+                body = self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except self._client.exceptions.NoSuchKey:
+                return None  # before the first advance: the speed layer serves every minute
+            seam = datetime.fromisoformat(json.loads(body)["seam"])
+        except (BotoCoreError, ClientError, OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("reading the seam from s3://%s/%s failed: %r", bucket, key, exc)
+            raise SourceUnavailable(self.layer) from exc
+        return seam if seam.tzinfo is not None else seam.replace(tzinfo=UTC)
