@@ -28,6 +28,7 @@ from lakepulse.settings import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.needs("trino", "pinot", "minio", "ingest", "streaming")]
 
 SPEED_WAIT_S = 120  # a bound, not a timing assertion: freshness is measured by the benchmarks
+DISTINCT_WAIT_S = 300  # the distinct query runs on a 10 s trigger and may trail the minute query by a minute
 MINUTE = timedelta(minutes=1)
 SERIES = "/v1/metrics/{}/series"
 
@@ -165,11 +166,17 @@ def test_active_users_union_the_sketches_of_a_minutes_rows(stack: Context, api: 
     own = bearer(settings, tenant)
     wait_for(lambda: sum(w["count"] for w in get_series(api, own, "orders_placed", start, end)["windows"]),
              len(events), SPEED_WAIT_S, f"orders of {tenant}")
-    got = by_minute(get_series(api, own, "active_users", start, end))
-    assert set(got) == set(users)
-    for minute, seen in users.items():
-        # HLL's error bound (the 2 %), and at this size the estimate is all but exact.
-        assert abs(got[minute] - len(seen)) <= max(1.0, 0.02 * len(seen)), (minute, got[minute], len(seen))
+    # Distinct metrics come from the streaming job's slower query (10 s trigger, under nice), and a minute's rows
+    # may be updated by a later micro-batch: wait until every minute is there and within HLL's bound (the issue's
+    # 2 %; at this size the estimate is all but exact), else fail with what was last seen.
+    def within_bound() -> dict[datetime, tuple[float, int]] | bool:
+        got = by_minute(get_series(api, own, "active_users", start, end))
+        if set(got) == set(users) and all(abs(got[m] - len(seen)) <= max(1.0, 0.02 * len(seen))
+                                          for m, seen in users.items()):
+            return True
+        return {m: (got.get(m, 0.0), len(seen)) for m, seen in users.items()}
+
+    wait_for(within_bound, True, DISTINCT_WAIT_S, f"active_users of {tenant} (got, exact) per minute", 2.0)
 
 
 def test_the_batch_reader_equals_deltas_rows_and_a_range_across_the_seam_splits_there(
