@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import httpx
-import orjson
 import pyarrow.compute as pc
 import pytest
 
@@ -26,6 +22,7 @@ from lakepulse.platform.components.base import Context
 from lakepulse.platform.components.lake import expected_relations
 from lakepulse.platform.components.trino import connect
 from lakepulse.settings import Settings
+from tests.stack_events import order, post, wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.needs("ingest", "kafka", "connect", "minio", "pinot", "streaming", "trino",
@@ -35,37 +32,6 @@ PINOT_WAIT_S = 120  # bounded waits, not timing assertions: the measured times a
 ARCHIVE_WAIT_S = 300  # Connect uploads an open file after 60 s (plus up to ~10 s of polling)
 HOURLY_RUN_WAIT_S = 1800
 TICK_MINUTE = 5  # lakepulse_hourly's cron: "5 * * * *"
-
-
-def order(tenant: str, at: datetime, amount: float, event_id: str | None = None) -> dict[str, Any]:
-    """A valid order_placed event of the contract."""
-    order_id = uuid.uuid4().hex[:12]
-    return {
-        "event_id": event_id or f"e2e-{uuid.uuid4().hex}", "tenant_id": tenant, "event_type": "order_placed",
-        "occurred_at": at.isoformat().replace("+00:00", "Z"), "source": "e2e-test",
-        "properties": {"order_id": order_id, "user_id": f"u-{order_id[:4]}", "amount": amount, "currency": "EUR",
-                       "channel": "app", "country": "DE", "device": "ios",
-                       "items": [{"item_id": "i-1", "name": "soup", "category": "soups", "quantity": 1,
-                                  "unit_price": amount}]},
-    }
-
-
-def post(settings: Settings, events: list[Any]) -> dict[str, Any]:
-    """POST one NDJSON batch to the ingest API; returns its per-event answer."""
-    body = b"\n".join(e if isinstance(e, bytes) else orjson.dumps(e) for e in events)
-    response = httpx.post(f"http://{settings.bind_host}:{settings.ingest_port}/v1/events", content=body,
-                          headers={"Content-Type": "application/x-ndjson"}, timeout=30)
-    assert response.status_code == 202, response.text
-    return dict(response.json())
-
-
-def wait_for(seen: Callable[[], Any], wanted: Any, timeout: float, what: str, interval: float = 1.0) -> None:
-    """Poll until `seen()` equals `wanted` (fails after `timeout`, showing the last value)."""
-    deadline = time.monotonic() + timeout
-    while (last := seen()) != wanted:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: still {last!r} after {timeout:.0f}s, wanted {wanted!r}")
-        time.sleep(interval)
 
 
 def pinot_orders(settings: Settings, tenant: str) -> tuple[int, float]:
@@ -117,8 +83,8 @@ def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_ru
     tick = free_tick(api, now)
     hour_end = tick.replace(minute=0)  # the run at tick rebuilds up to the hour before it
     # The hour the run rebuilds: late for the speed layer, so only the batch layer can count it.
-    past = [order(tenant, hour_end - timedelta(minutes=55 - i), 10.0 + i) for i in range(30)]
-    current = [order(tenant, now - timedelta(seconds=2 + i % 3), 5.5) for i in range(12)]
+    past = [order(tenant, hour_end - timedelta(minutes=55 - i), 10.0 + i, source="e2e-test") for i in range(30)]
+    current = [order(tenant, now - timedelta(seconds=2 + i % 3), 5.5, source="e2e-test") for i in range(12)]
     resent = [past[3], past[7], current[0], current[5]]  # same event ids: no-ops downstream
     malformed = [b'{"event_id": "e2e-bad-1", "tenant_id": "' + tenant.encode() + b'"}', b"{not json"]
 

@@ -6,15 +6,12 @@ sees none of them; the batch reader's answers equal Delta's own rows.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -24,6 +21,7 @@ from lakepulse.api.sources import SeamSource
 from lakepulse.platform.components.base import Context
 from lakepulse.platform.components.trino import connect
 from lakepulse.settings import Settings
+from tests.stack_events import order, post, rfc3339, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("trino", "pinot", "minio", "ingest", "streaming")]
 
@@ -33,47 +31,12 @@ MINUTE = timedelta(minutes=1)
 SERIES = "/v1/metrics/{}/series"
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def minute_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-def order(tenant: str, at: datetime, amount: float, user: str, device: str = "ios") -> dict[str, Any]:
-    """A valid order_placed event of the contract."""
-    order_id = uuid.uuid4().hex[:12]
-    return {
-        "event_id": f"api-{uuid.uuid4().hex}", "tenant_id": tenant, "event_type": "order_placed",
-        "occurred_at": rfc3339(at), "source": "api-integration-test",
-        "properties": {"order_id": order_id, "user_id": user, "amount": amount, "currency": "EUR",
-                       "channel": "app", "country": "DE", "device": device,
-                       "items": [{"item_id": "i-1", "name": "soup", "category": "soups", "quantity": 1,
-                                  "unit_price": amount}]},
-    }
-
-
-def post(settings: Settings, events: list[Any]) -> dict[str, Any]:
-    """POST one NDJSON batch to the running ingest API; its per-event answer."""
-    body = b"\n".join(e if isinstance(e, bytes) else orjson.dumps(e) for e in events)
-    response = httpx.post(f"http://{settings.bind_host}:{settings.ingest_port}/v1/events", content=body,
-                          headers={"Content-Type": "application/x-ndjson"}, timeout=30)
-    assert response.status_code == 202, response.text
-    return dict(response.json())
-
-
 def bearer(settings: Settings, tenant: str | None = None, role: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(settings, tenant=tenant, role=role, ttl=timedelta(hours=1))}"}
-
-
-def wait_for(seen: Callable[[], Any], wanted: Any, timeout: float, what: str, interval: float = 0.5) -> None:
-    """Poll until `seen()` equals `wanted` (fails after `timeout`, showing the last value)."""
-    deadline = time.monotonic() + timeout
-    while (last := seen()) != wanted:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: still {last!r} after {timeout:.0f}s, wanted {wanted!r}")
-        time.sleep(interval)
 
 
 @pytest.fixture
