@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from lakepulse import archive
 from lakepulse.batch.airflow_api import AirflowApi
@@ -19,6 +21,7 @@ from lakepulse.batch.pinot import broker_rows
 from lakepulse.batch.seam import production_seam_uri, read_seam
 from lakepulse.platform.components.airflow import HOURLY_DAG, airflow_password
 from lakepulse.platform.components.base import Context
+from lakepulse.platform.components.connect_sink import archived_offsets, offset_key
 from lakepulse.platform.components.lake import expected_relations
 from lakepulse.platform.components.trino import connect
 from lakepulse.settings import Settings
@@ -31,6 +34,7 @@ pytestmark = [pytest.mark.integration,
 PINOT_WAIT_S = 120  # bounded waits, not timing assertions: the measured times are printed
 ARCHIVE_WAIT_S = 300  # Connect uploads an open file after 60 s (plus up to ~10 s of polling)
 HOURLY_RUN_WAIT_S = 1800
+REPO = Path(__file__).resolve().parents[2]
 TICK_MINUTE = 5  # lakepulse_hourly's cron: "5 * * * *"
 
 
@@ -48,6 +52,25 @@ def pinot_orders(settings: Settings, tenant: str) -> tuple[int, float]:
 def archived_ids(settings: Settings, tenant: str, start: datetime, end: datetime) -> set[str]:
     table = archive.read_events(settings, start, end, columns=["event_id"], where=pc.field("tenant_id") == tenant)
     return set(table.column("event_id").to_pylist())
+
+
+def end_offsets(settings: Settings) -> dict[str, int]:
+    """events.raw's end offset per partition (keys as the archive cutoff names them)."""
+    topic = settings.topic_events_raw
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"e2e-{uuid.uuid4().hex}"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {offset_key(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in parts}
+    finally:
+        consumer.close()
+
+
+def committed_past(settings: Settings, targets: dict[str, int]) -> bool:
+    """Whether the raw-archive connector has committed every partition up to `targets` (what plan_range's
+    snapshot then includes: Connect commits an upload up to ~10 s after it lands)."""
+    committed = archived_offsets(REPO, settings)
+    return all(committed.get(key, 0) >= end for key, end in targets.items())
 
 
 def free_tick(api: AirflowApi, now: datetime) -> datetime:
@@ -90,6 +113,7 @@ def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_ru
 
     answer = post(settings, [*past, *current, *resent, *malformed])
     accepted_at = time.monotonic()
+    posted_up_to = end_offsets(settings)
     assert answer["accepted"] == len(past) + len(current) + len(resent), answer
     assert answer["rejected"] == len(malformed), answer
 
@@ -107,8 +131,10 @@ def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_ru
     start, end = hour_end - timedelta(hours=1), now + timedelta(minutes=1)
     wait_for(lambda: archived_ids(settings, tenant, start, end), set(unique), ARCHIVE_WAIT_S,
              "event ids in the raw archive", 5)
+    # ... and has committed them: the hourly run's snapshot is what Connect has committed when it plans.
+    wait_for(lambda: committed_past(settings, posted_up_to), True, ARCHIVE_WAIT_S, "Connect's committed offsets", 2)
     archived_at = time.monotonic()
-    print(f"accepted → archived: {archived_at - accepted_at:.0f} s")
+    print(f"accepted → archived and committed: {archived_at - accepted_at:.0f} s")
 
     # 3. An hourly run for the chosen logical date, as the scheduler would start it.
     run_id = api.trigger(HOURLY_DAG, {"lookback_hours": 2}, tick.isoformat())
