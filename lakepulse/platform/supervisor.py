@@ -100,9 +100,9 @@ class Supervisor:
                 raise RuntimeError(f"supervisord did not start; see {self.ctx.logs / 'supervisord.log'}")
             time.sleep(0.2)
 
-    def _stop(self, name: str) -> None:
+    def _stop(self, name: str, wait: bool = True) -> None:
         try:
-            self.rpc().supervisor.stopProcess(name, True)
+            self.rpc().supervisor.stopProcess(name, wait)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
@@ -134,19 +134,12 @@ class Supervisor:
         supervisor SIGKILLs a program after its own stopwaitsecs)."""
         running = [n for n in names if self.state(n) in RUNNING_STATES | {"BACKOFF"}]
         for name in running:
-            self._stop_nowait(name)
+            self._stop(name, wait=False)
         deadline = time.monotonic() + timeout
         while any(self.state(n) in RUNNING_STATES | {"STOPPING"} for n in running):
             if time.monotonic() > deadline:
                 return
             time.sleep(0.2)
-
-    def _stop_nowait(self, name: str) -> None:
-        try:
-            self.rpc().supervisor.stopProcess(name, False)
-        except xmlrpc.client.Fault as fault:
-            if "NOT_RUNNING" not in fault.faultString:
-                raise
 
     def shutdown(self, timeout: float = 180) -> None:
         """Stop every program (process groups included), then supervisord itself."""
