@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from lakepulse.prometheus import exposition
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -39,10 +38,5 @@ class IngestMetrics:
         )
 
     def render(self) -> tuple[bytes, str]:
-        """Exposition text and its content type; sums over worker processes when multiprocess mode is on."""
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-            # Several uvicorn workers: each writes its own files, one scrape must see the sum.
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry)
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """Exposition text and its content type (summed over workers in multiprocess mode)."""
+        return exposition(self.registry)
