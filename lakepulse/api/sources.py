@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 from urllib.parse import urlparse
 
 import boto3
@@ -106,7 +106,38 @@ def _capped(rows: list[dict[str, Any]], max_rows: int) -> MinuteRows:
     return MinuteRows(rows[:max_rows], truncated=len(rows) > max_rows)
 
 
-class BatchSource:
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closeable)
+
+
+class _OneConnection(Generic[C]):
+    """One engine connection per process, opened on first use (both clients are thread-safe) and closable."""
+
+    def __init__(self) -> None:
+        self._conn: C | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> C:
+        raise NotImplementedError
+
+    def _connection(self) -> C:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._open()
+            return self._conn
+
+    def close(self) -> None:
+        """Close the connection if one was opened."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class BatchSource(_OneConnection[trino.dbapi.Connection]):
     """Minute rows before the seam from Delta's `metrics_minute`, through Trino (bound `?` parameters)."""
 
     layer: ClassVar[str] = "batch layer"
@@ -117,8 +148,7 @@ class BatchSource:
         self._timeout_s = timeout_s
         self._max_rows = max_rows
         self._catalog = catalog or get_catalog()
-        self._conn: trino.dbapi.Connection | None = None
-        self._lock = threading.Lock()
+        super().__init__()
         cols = ", ".join(f'"{c}"' for c in PARTIAL_COLUMNS)
         # window_date (the UTC date of window_start, the partition column) prunes files; window_start bounds
         # the minutes. Both are half-open in effect: the last date is the one holding end's previous instant.
@@ -126,23 +156,20 @@ class BatchSource:
                      "AND window_date >= ? AND window_date <= ? AND window_start >= ? AND window_start < ? "
                      f"LIMIT {int(max_rows) + 1}")
 
-    def _connection(self) -> trino.dbapi.Connection:
+    def _open(self) -> trino.dbapi.Connection:
         # One connection per process: the client is thread-safe (DB-API threadsafety 2) and keeps its HTTP pool.
-        with self._lock:
-            if self._conn is None:
-                self._conn = trino.dbapi.connect(
-                    host=self._settings.trino_url,
-                    user=self._settings.trino_user,
-                    source="lakepulse-api",
-                    # The coordinator ends the query itself at the deadline (no orphan keeps running); one
-                    # attempt per HTTP call, since the client retries through the 503's Retry-After.
-                    session_properties={"query_max_run_time": f"{max(1, round(self._timeout_s))}s"},
-                    request_timeout=self._timeout_s,
-                    max_attempts=1,
-                    # Trino 476 takes EXECUTE IMMEDIATE: no probing query before the first statement.
-                    legacy_prepared_statements=False,
-                )
-            return self._conn
+        return trino.dbapi.connect(
+            host=self._settings.trino_url,
+            user=self._settings.trino_user,
+            source="lakepulse-api",
+            # The coordinator ends the query itself at the deadline (no orphan keeps running); one
+            # attempt per HTTP call, since the client retries through the 503's Retry-After.
+            session_properties={"query_max_run_time": f"{max(1, round(self._timeout_s))}s"},
+            request_timeout=self._timeout_s,
+            max_attempts=1,
+            # Trino 476 takes EXECUTE IMMEDIATE: no probing query before the first statement.
+            legacy_prepared_statements=False,
+        )
 
     def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
         """The tenant's `metric` rows with window_start in [start, end) (the batch range of split_at_seam)."""
@@ -164,15 +191,8 @@ class BatchSource:
             raise SourceUnavailable(self.layer) from exc
         return _capped(rows, self._max_rows)
 
-    def close(self) -> None:
-        """Close the Trino connection if one was opened."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
-
-class SpeedSource:
+class SpeedSource(_OneConnection[PinotConnection]):
     """Current (upserted) minute rows from Pinot's `metrics_minute` through the broker, via `pinotdb`.
 
     The broker answers upsert tables with the newest row of each primary key only; Trino's Pinot connector
@@ -188,8 +208,7 @@ class SpeedSource:
         self._timeout_s = timeout_s
         self._max_rows = max_rows
         self._catalog = catalog or get_catalog()
-        self._conn: PinotConnection | None = None
-        self._lock = threading.Lock()
+        super().__init__()
         # Times as epoch milliseconds: Pinot 0.11 renders TIMESTAMP as text in the server's zone.
         cols = ", ".join(f'CAST("{c}" AS LONG) AS "{c}"' if c in ("window_start", "window_end", "updated_at")
                          else f'"{c}"' for c in PARTIAL_COLUMNS)
@@ -202,17 +221,14 @@ class SpeedSource:
         # The broker stops the query at the deadline too, not only our HTTP client.
         self._options = f"timeoutMs={int(timeout_s * 1000)}"
 
-    def _connection(self) -> PinotConnection:
-        with self._lock:
-            if self._conn is None:
-                url = urlparse(self._broker_url)
-                self._conn = pinotdb.connect(
-                    host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
-                    path="/query/sql", scheme=url.scheme or "http", timeout=self._timeout_s,
-                    # pinotdb hands verify_ssl to httpx as-is, and None there means no TLS context at all.
-                    verify_ssl=True,
-                )
-            return self._conn
+    def _open(self) -> PinotConnection:
+        url = urlparse(self._broker_url)
+        return pinotdb.connect(
+            host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
+            path="/query/sql", scheme=url.scheme or "http", timeout=self._timeout_s,
+            # pinotdb hands verify_ssl to httpx as-is, and None there means no TLS context at all.
+            verify_ssl=True,
+        )
 
     def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
         """The tenant's current `metric` rows with window_start in [start, end) (the speed range of split_at_seam)."""
@@ -230,13 +246,6 @@ class SpeedSource:
                         time.monotonic() - started, exc)
             raise SourceUnavailable(self.layer) from exc
         return _capped(rows, self._max_rows)
-
-    def close(self) -> None:
-        """Close the broker connection if one was opened."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
 
 class SeamSource:
