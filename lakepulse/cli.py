@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from lakepulse import archive
-from lakepulse.api.cli import token
+from lakepulse.auth.cli import token
 from lakepulse.batch_cli import backfill
 from lakepulse.generator.cli import generate
 from lakepulse.platform import stack

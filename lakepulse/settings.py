@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # How long a request waits for Kafka to acknowledge its events before answering 503.
     ingest_delivery_timeout_s: float = 5.0
 
-    # API authentication (bearer JWTs, lakepulse/api/auth.py). Locally tokens are HS256, signed with
+    # API authentication (bearer JWTs, lakepulse/auth/tokens.py). Locally tokens are HS256, signed with
     # `auth_jwt_secret` (`lakepulse token` mints them); in cluster mode they come from the identity
     # provider and are verified as RS256 against its JWKS. Audience and issuer are checked on every token.
     auth_enabled: bool = True

@@ -13,7 +13,7 @@ from typing import Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from lakepulse.api.auth import AccessError, TokenVerifier
+from lakepulse.auth.tokens import AccessError, TokenVerifier
 from lakepulse.api.deps import ApiMetricsDep, EngineSources
 from lakepulse.api.responses import error_response, json_response
 from lakepulse.api.routes import catalog, series

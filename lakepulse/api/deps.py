@@ -12,7 +12,7 @@ from typing import Annotated, Final
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lakepulse.api.auth import Principal, TokenVerifier
+from lakepulse.auth.tokens import Principal, TokenVerifier
 from lakepulse.api.sources import MinuteSource, SeamReader
 from lakepulse.api.telemetry import ApiMetrics
 from lakepulse.catalog import Catalog, get_catalog

@@ -29,7 +29,7 @@ from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pinotdb.db import Connection as PinotConnection
 
-from lakepulse.api.auth import is_tenant_id
+from lakepulse.auth.tokens import is_tenant_id
 from lakepulse.batch.seam import production_seam_uri, split_uri
 from lakepulse.catalog import Catalog, get_catalog
 from lakepulse.catalog.trino import DELTA_SCHEMA

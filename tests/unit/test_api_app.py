@@ -18,7 +18,7 @@ from pinotdb.db import apply_parameters
 from pydantic import SecretStr
 
 from lakepulse.api.app import create_app
-from lakepulse.api.auth import mint_token
+from lakepulse.auth.tokens import mint_token
 from lakepulse.api.deps import get_batch_source, get_seam_source, get_speed_source
 from lakepulse.api.sources import BatchSource, MinuteRows, SeamSource, SourceUnavailable, SpeedSource
 from lakepulse.settings import Settings

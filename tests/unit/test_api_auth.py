@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from lakepulse.api import cli as api_cli
-from lakepulse.api.auth import (
+from lakepulse.auth import cli as api_cli
+from lakepulse.auth.tokens import (
     AuthError,
     AuthUnavailable,
     Forbidden,
@@ -30,7 +30,7 @@ from lakepulse.api.auth import (
     bearer_token,
     mint_token,
 )
-from lakepulse.api.cli import parse_ttl
+from lakepulse.auth.cli import parse_ttl
 from lakepulse.cli import app
 from lakepulse.settings import LOCAL_PLACEHOLDER_JWT_SECRET, LOCAL_PLACEHOLDER_SECRET, Settings
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from lakepulse.api.auth import mint_token
+from lakepulse.auth.tokens import mint_token
 from lakepulse.settings import get_settings
 
 # stdout carries only the token (TOKEN=$(lakepulse token ...)); everything else goes to stderr.
