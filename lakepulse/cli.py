@@ -58,7 +58,8 @@ def up(
     console.print(f"up in {time.monotonic() - started:.0f}s; logs in {ctx.logs}\n")
     console.print("[bold]Where to look[/bold]")
     for what, where in stack.where_to_look(ctx):
-        console.print(f"  {what:16} {where}")
+        # soft_wrap: a token must stay one line to be copied whole.
+        console.print(f"  {what:16} {where}", soft_wrap=True)
 
 
 PurgeOption = Annotated[bool, typer.Option(

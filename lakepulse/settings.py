@@ -84,6 +84,15 @@ class Settings(BaseSettings):
 
     # lakepulse's own APIs
     api_port: int = 8000
+    # Metrics API processes (uvicorn workers); each keeps its own engine connections and caches.
+    api_workers: int = Field(default=2, ge=1, le=64)
+    # Requests per second one tenant (or, for analyst/admin tokens, one token subject) may make to the
+    # metrics API, with bursts up to `api_rate_burst`; above it the API answers 429 with Retry-After.
+    # The budget is split across api_workers (each process counts its own share). 0 turns the limit off.
+    api_rate_limit_per_s: float = Field(default=200.0, ge=0)
+    api_rate_burst: int = Field(default=400, ge=1)
+    # Identical reads of one tenant within this many seconds share one engine query (dashboards poll).
+    api_cache_ttl_s: float = Field(default=1.0, ge=0, le=60)
     ingest_port: int = 8001
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     ingest_max_events: int = 20_000

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 
 from lakepulse.auth.tokens import AccessError, TokenVerifier
 from lakepulse.api.deps import ApiMetricsDep, EngineSources
+from lakepulse.api.ratelimit import RateLimited, per_worker
 from lakepulse.api.responses import error_response, json_response
 from lakepulse.api.routes import catalog, series
 from lakepulse.api.series import SeriesRequestError
@@ -45,13 +46,16 @@ def prometheus_metrics(metrics: ApiMetricsDep) -> Response:
 
 
 async def refused(request: Request, exc: Exception) -> Response:
-    """AccessError, SeriesRequestError and SourceUnavailable → their status and message (our wording only)."""
+    """AccessError, SeriesRequestError, RateLimited and SourceUnavailable → their status and message (our
+    wording only)."""
     status = int(getattr(exc, "status_code", 500))
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"  # RFC 6750 §3
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_S)
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = exc.retry_after_header
     if isinstance(exc, SourceUnavailable):
         request.app.state.metrics.source_errors.labels(exc.layer).inc()
     return error_response(status, str(exc), headers)
@@ -105,10 +109,11 @@ def create_app(
     app.state.verifier = TokenVerifier(settings)
     app.state.sources = sources
     app.state.metrics = ApiMetrics()
+    app.state.limiter = per_worker(settings.api_rate_limit_per_s, settings.api_rate_burst, settings.api_workers)
     if not settings.auth_enabled:
         log.warning("LAKEPULSE_AUTH_ENABLED is false: every request reads as an analyst, with no token")
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for refusal in (AccessError, SeriesRequestError, SourceUnavailable):
+    for refusal in (AccessError, SeriesRequestError, RateLimited, SourceUnavailable):
         app.add_exception_handler(refusal, refused)
     app.add_exception_handler(RequestValidationError, invalid_parameters)
     app.add_exception_handler(Exception, internal_error)

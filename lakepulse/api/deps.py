@@ -12,6 +12,7 @@ from typing import Annotated, Final
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lakepulse.api.ratelimit import RateLimiter
 from lakepulse.auth.tokens import Principal, TokenVerifier
 from lakepulse.api.sources import MinuteSource, SeamReader
 from lakepulse.api.telemetry import ApiMetrics
@@ -69,17 +70,28 @@ ApiMetricsDep = Annotated[ApiMetrics, Depends(get_api_metrics)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog_dep)]
 
 
+def caller_key(principal: Principal) -> str:
+    """Whose budget a request spends: a restaurant's (all its tokens share one), else the token subject's."""
+    return f"tenant:{principal.tenant_id}" if principal.tenant_id is not None else f"{principal.role}:{principal.subject}"
+
+
 def current_principal(
     request: Request,
     settings: SettingsDep,
     verifier: VerifierDep,
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """Dependency: who is asking, from the Authorization bearer token (AuthError → 401 when missing or bad)."""
+    """Dependency: who is asking, from the Authorization bearer token (AuthError → 401 when missing or bad),
+    charged one request of its budget (RateLimited → 429)."""
     if not settings.auth_enabled:
-        return ANONYMOUS
-    # The raw header, not HTTPBearer's parse: the verifier's own checks and wording apply to every shape.
-    return verifier.authenticate(request.headers.get("authorization"))
+        principal = ANONYMOUS
+    else:
+        # The raw header, not HTTPBearer's parse: the verifier's own checks and wording apply to every shape.
+        principal = verifier.authenticate(request.headers.get("authorization"))
+    limiter: RateLimiter | None = request.app.state.limiter
+    if limiter is not None:
+        limiter.charge(caller_key(principal))
+    return principal
 
 
 def get_batch_source(request: Request) -> MinuteSource:

@@ -74,6 +74,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "The request names something that does not exist or breaks a cap",
         401: "No bearer token, or one that does not verify",
         403: "The token may not read this tenant",
+        429: "This tenant (or token) made too many requests; retry after Retry-After",
         503: "An engine did not answer in time; retry after Retry-After",
     }
     return {status: {"model": ErrorBody, "description": reasons[status]} for status in statuses}

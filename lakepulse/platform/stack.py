@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lakepulse.platform.components.airflow import Airflow
-from lakepulse.platform.components.apps import DEMO, Apps
+from lakepulse.platform.components.apps import DEMO, DEMO_TENANT_PREFIX, Apps
 from lakepulse.platform.components.base import Component, Context, Service
 from lakepulse.platform.components.connect_sink import RawSink
 from lakepulse.platform.components.kafka import Kafka
@@ -249,6 +249,9 @@ def where_to_look(ctx: Context) -> list[tuple[str, str]]:
     except (OSError, KeyError, ValueError):
         airflow_login = f"user {s.airflow_user}, password in {ctx.state}/data/airflow/simple_auth_manager_passwords*"
     places = [
+        ("metrics API docs", f"http://{s.bind_host}:{s.api_port}/docs (GET /v1/catalog, "
+                             "/v1/metrics/{metric}/series, /v1/metrics/{metric}/top, /v1/live)"),
+        *demo_token(ctx),
         ("ingest API docs", f"http://{s.bind_host}:{s.ingest_port}/docs (POST /v1/events)"),
         ("Trino", f"{s.trino_url} (user {s.trino_user}; SQL: SELECT * FROM delta.lakepulse.metric_orders_placed)"),
         ("Airflow", f"{s.airflow_url} ({airflow_login}; DAGs lakepulse_hourly, lakepulse_backfill)"),
@@ -258,9 +261,22 @@ def where_to_look(ctx: Context) -> list[tuple[str, str]]:
         ("Kafka", f"{s.kafka_bootstrap} (topics {s.topic_events_raw}, {s.topic_events_dlq})"),
     ]
     if s.demo_rate > 0:
-        places.append(("demo traffic", f"{s.demo_rate:g} events/s for tenants demo-* (`lakepulse logs demo`; "
-                                       "LAKEPULSE_DEMO_RATE=0 or `lakepulse up --no-demo` turns it off)"))
+        places.append(("demo traffic", f"{s.demo_rate:g} events/s for tenants {DEMO_TENANT_PREFIX}rest-* "
+                                       "(`lakepulse logs demo`; LAKEPULSE_DEMO_RATE=0 or `lakepulse up --no-demo` "
+                                       "turns it off)"))
     return places
+
+
+def demo_token(ctx: Context) -> list[tuple[str, str]]:
+    """Locally, a 12-hour token for the first demo restaurant, so the API docs' Authorize button works at once."""
+    from lakepulse.auth.tokens import mint_token
+
+    s = ctx.settings
+    if s.mode != "local" or not s.auth_enabled:
+        return []
+    tenant = f"{DEMO_TENANT_PREFIX}rest-0001"
+    return [("demo token", mint_token(s, tenant=tenant)),
+            ("", f"(tenant {tenant}, valid 12 h; others: `lakepulse token --tenant T` or `--role analyst`)")]
 
 
 def status_table(rows: list[ServiceState]) -> Table:

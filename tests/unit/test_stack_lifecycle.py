@@ -139,3 +139,14 @@ def test_purge_also_deletes_checkpoints_kept_outside_the_state_dir(
     assert outside in stack.state_paths(ctx)
     stack.down(ctx, purge=True)
     assert not outside.exists()
+
+
+def test_where_to_look_names_the_metrics_api_and_a_demo_token_that_verifies(ctx: Context) -> None:
+    from lakepulse.auth.tokens import TokenVerifier
+
+    places = dict(stack.where_to_look(ctx))
+    assert f":{ctx.settings.api_port}/docs" in places["metrics API docs"]
+    token = places["demo token"]
+    principal = TokenVerifier(ctx.settings).verify(token)
+    assert principal.tenant_id == "demo-rest-0001"
+    assert any(s.name == "api" for _, s in stack.all_services(ctx))

@@ -12,7 +12,7 @@ from lakepulse.api.windows import GRANULARITIES
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
 
-@router.get("/catalog", response_model=CatalogBody, responses=error_responses(401))
+@router.get("/catalog", response_model=CatalogBody, responses=error_responses(401, 429))
 def read_catalog(principal: PrincipalDep, catalog: CatalogDep) -> CatalogBody:
     """Every metric with its kind, unit, dimensions and description, and the granularities a series takes."""
     return CatalogBody(

@@ -58,7 +58,7 @@ def parse_filters(items: list[str]) -> dict[str, str]:
 @router.get(
     "/metrics/{metric}/series",
     response_model=None,
-    responses={200: {"model": SeriesBody, "description": "The series"}, **error_responses(400, 401, 403, 503)},
+    responses={200: {"model": SeriesBody, "description": "The series"}, **error_responses(400, 401, 403, 429, 503)},
 )
 def metric_series(
     metric: Annotated[str, Path(description="A metric name from GET /v1/catalog", examples=["orders_placed"])],

@@ -1,5 +1,4 @@
-"""lakepulse's own processes: the ingest API and the demo traffic that feeds it (and, as it lands, the
-metrics API)."""
+"""lakepulse's own processes: the ingest API, the metrics API and the demo traffic that feeds them."""
 
 from __future__ import annotations
 
@@ -10,11 +9,34 @@ from pathlib import Path
 from lakepulse.platform.components.base import Component, Context, Service, http_ok
 
 DEMO = "demo"
+# The demo service's generator run id: its restaurants are demo-rest-0001, demo-rest-0002, ...
+DEMO_RUN_ID = "demo"
+DEMO_TENANT_PREFIX = f"{DEMO_RUN_ID}-"
 
 
-def metrics_dir(ctx: Context) -> Path:
-    """Where the ingest workers share Prometheus counters (so /metrics sums over every worker)."""
-    return ctx.state / "prometheus" / "ingest"
+def metrics_dir(ctx: Context, app: str = "ingest") -> Path:
+    """Where an app's workers share Prometheus counters (so /metrics sums over every worker)."""
+    return ctx.state / "prometheus" / app
+
+
+def uvicorn_service(ctx: Context, name: str, factory: str, port: int, workers: int, order: int) -> Service:
+    """One of our FastAPI apps under uvicorn with `workers` processes, their Prometheus files shared."""
+    s = ctx.settings
+    url = f"http://{s.bind_host}:{port}"
+    uvicorn = [str(Path(sys.executable).parent / "uvicorn"), "--factory", factory, "--host", s.bind_host,
+               "--port", str(port), "--workers", str(workers), "--no-access-log"]
+    prom = metrics_dir(ctx, name)
+    return Service(
+        name=name,
+        # prometheus-client's multiprocess mode needs an empty directory at every (re)start.
+        command=["/bin/sh", "-c", f"rm -rf {shlex.quote(str(prom))} && mkdir -p {shlex.quote(str(prom))} "
+                                  f"&& exec {shlex.join(uvicorn)}"],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(prom)},
+        ready=lambda: http_ok(f"{url}/health"),
+        url=url,
+        directory=ctx.repo,
+        order=order,
+    )
 
 
 class Apps(Component):
@@ -24,19 +46,12 @@ class Apps(Component):
         s = ctx.settings
         bin_dir = Path(sys.executable).parent
         ingest_url = f"http://{s.bind_host}:{s.ingest_port}"
-        uvicorn = [str(bin_dir / "uvicorn"), "--factory", "lakepulse.ingest.app:create_app",
-                   "--host", s.bind_host, "--port", str(s.ingest_port), "--workers", "2", "--no-access-log"]
-        prom = shlex.quote(str(metrics_dir(ctx)))
-        return [Service(
-            name="ingest",
-            # prometheus-client's multiprocess mode needs an empty directory at every (re)start.
-            command=["/bin/sh", "-c", f"rm -rf {prom} && mkdir -p {prom} && exec {shlex.join(uvicorn)}"],
-            env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(ctx))},
-            ready=lambda: http_ok(f"{ingest_url}/health"),
-            url=ingest_url,
-            directory=ctx.repo,
-            order=30,
-        ), *self._demo(ctx, bin_dir, ingest_url)]
+        return [
+            uvicorn_service(ctx, "ingest", "lakepulse.ingest.app:create_app", s.ingest_port, 2, order=30),
+            # After the engines it reads (Trino, Pinot), though it answers 503 per request while one is down.
+            uvicorn_service(ctx, "api", "lakepulse.api.app:create_app", s.api_port, s.api_workers, order=60),
+            *self._demo(ctx, bin_dir, ingest_url),
+        ]
 
     def _demo(self, ctx: Context, bin_dir: Path, ingest_url: str) -> list[Service]:
         """Realistic traffic at a modest rate (a little late, duplicate and malformed) through the ingest API,
@@ -46,7 +61,7 @@ class Apps(Component):
             return []
         generate = [str(bin_dir / "lakepulse"), "generate", "--target", "api", "--api-url", ingest_url,
                     "--rate", str(s.demo_rate), "--duration", str(365 * 86400), "--tenants", str(s.demo_tenants),
-                    "--run-id", "demo-", "--late-fraction", "0.01", "--lateness", "300",
+                    "--run-id", DEMO_RUN_ID, "--late-fraction", "0.01", "--lateness", "300",
                     "--duplicate-fraction", "0.01", "--out-of-order-fraction", "0.05", "--malformed-fraction", "0.005"]
         return [Service(
             name=DEMO,
