@@ -13,7 +13,6 @@ from typing import Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from lakepulse.auth.tokens import AccessError, TokenVerifier
 from lakepulse.api.deps import ApiMetricsDep, EngineSources
 from lakepulse.api.ratelimit import RateLimited, per_worker
 from lakepulse.api.responses import error_response, json_response
@@ -21,6 +20,7 @@ from lakepulse.api.routes import catalog, series
 from lakepulse.api.series import SeriesRequestError
 from lakepulse.api.sources import BatchSource, MinuteSource, SeamReader, SeamSource, SourceUnavailable, SpeedSource
 from lakepulse.api.telemetry import ApiMetrics, RequestMetricsMiddleware
+from lakepulse.auth.tokens import AccessError, TokenVerifier
 from lakepulse.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lakepulse.api.ratelimit import RateLimiter
-from lakepulse.auth.tokens import Principal, TokenVerifier
 from lakepulse.api.sources import MinuteSource, SeamReader
 from lakepulse.api.telemetry import ApiMetrics
+from lakepulse.auth.tokens import Principal, TokenVerifier
 from lakepulse.catalog import Catalog, get_catalog
 from lakepulse.settings import Settings
 
@@ -72,7 +72,9 @@ CatalogDep = Annotated[Catalog, Depends(get_catalog_dep)]
 
 def caller_key(principal: Principal) -> str:
     """Whose budget a request spends: a restaurant's (all its tokens share one), else the token subject's."""
-    return f"tenant:{principal.tenant_id}" if principal.tenant_id is not None else f"{principal.role}:{principal.subject}"
+    if principal.tenant_id is not None:
+        return f"tenant:{principal.tenant_id}"
+    return f"{principal.role}:{principal.subject}"
 
 
 def current_principal(
@@ -83,11 +85,8 @@ def current_principal(
 ) -> Principal:
     """Dependency: who is asking, from the Authorization bearer token (AuthError → 401 when missing or bad),
     charged one request of its budget (RateLimited → 429)."""
-    if not settings.auth_enabled:
-        principal = ANONYMOUS
-    else:
-        # The raw header, not HTTPBearer's parse: the verifier's own checks and wording apply to every shape.
-        principal = verifier.authenticate(request.headers.get("authorization"))
+    # The raw header, not HTTPBearer's parse: the verifier's own checks and wording apply to every shape.
+    principal = verifier.authenticate(request.headers.get("authorization")) if settings.auth_enabled else ANONYMOUS
     limiter: RateLimiter | None = request.app.state.limiter
     if limiter is not None:
         limiter.charge(caller_key(principal))

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lakepulse.api.app import create_app
-from lakepulse.auth.tokens import mint_token
 from lakepulse.api.sources import SeamSource
+from lakepulse.auth.tokens import mint_token
 from lakepulse.platform.components.base import Context
 from lakepulse.platform.components.trino import connect
 from lakepulse.settings import Settings

@@ -18,9 +18,9 @@ from pinotdb.db import apply_parameters
 from pydantic import SecretStr
 
 from lakepulse.api.app import create_app
-from lakepulse.auth.tokens import mint_token
 from lakepulse.api.deps import get_batch_source, get_seam_source, get_speed_source
 from lakepulse.api.sources import BatchSource, MinuteRows, SeamSource, SourceUnavailable, SpeedSource
+from lakepulse.auth.tokens import mint_token
 from lakepulse.settings import Settings
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
