@@ -15,11 +15,9 @@ from pyspark.sql import Column, DataFrame
 
 from lakepulse.aggregations.schema import updated_at_or_default
 from lakepulse.catalog import Catalog, Metric, get_catalog
+from lakepulse.catalog.sketches import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES
 
-# lgConfigK 12: relative standard error ~1.6 % (HLL) / ~1.6 % (Theta, 4096 nominal entries), inside the
-# 2 % reconciliation target; the same values must be used everywhere sketches are merged.
-HLL_LG_CONFIG_K = 12
-THETA_LG_NOM_ENTRIES = 12
+# Sketch sizes (lakepulse.catalog.sketches): the same values must be used everywhere sketches are merged.
 
 MINUTE = "1 minute"
 

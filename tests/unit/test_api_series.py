@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from datasketches import compact_theta_sketch, hll_sketch, tgt_hll_type, update_theta_sketch
 
-from lakepulse.aggregations.minute import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES
+from lakepulse.catalog.sketches import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES
 from lakepulse.api.partials import as_partial_row, bucket_quantile
 from lakepulse.api.series import (
     MAX_GROUPS,
