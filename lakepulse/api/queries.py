@@ -1,13 +1,30 @@
-"""What the metrics API's routes ask for, without HTTP: a series read from both layers across the seam."""
+"""What the metrics API's routes ask for, without HTTP: a series or a top list read from both layers across
+the seam."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from lakepulse.api.series import SeriesRequest, merge_series, split_at_seam
+from lakepulse.api.series import SeriesRequest, TimeRange, merge_series, split_at_seam
 from lakepulse.api.sources import MinuteRows, MinuteSource, SeamReader
+from lakepulse.api.top import TopRequest, rank_top
 
 NO_ROWS = MinuteRows()
+
+
+def read_minutes(
+    metric: str, span: TimeRange, tenant_id: str, seam: SeamReader, batch: MinuteSource, speed: MinuteSource
+) -> tuple[datetime | None, MinuteRows, MinuteRows]:
+    """The seam now, and the minute rows of `metric` in `span`: before the seam from `batch`, the rest from
+    `speed`."""
+    at = seam.current()
+    split = split_at_seam(span, at)
+    # A layer is asked only for its own span, so the seam literal never reaches an engine and no minute is
+    # read twice; the merges check the spans again.
+    batch_rows = batch.minute_rows(tenant_id, metric, split.batch.start, split.batch.end) if split.batch else NO_ROWS
+    speed_rows = speed.minute_rows(tenant_id, metric, split.speed.start, split.speed.end) if split.speed else NO_ROWS
+    return at, batch_rows, speed_rows
 
 
 def read_series(
@@ -15,17 +32,21 @@ def read_series(
 ) -> dict[str, Any]:
     """A validated request of one tenant → the JSON-ready series: minutes before the seam from `batch`, the rest
     from `speed`, each minute once."""
-    at = seam.current()
-    split = split_at_seam(request.range, at)
-    # A layer is asked only for its own span, so the seam literal never reaches an engine and no minute is
-    # read twice; merge_series checks the spans again.
-    batch_rows = batch.minute_rows(tenant_id, request.metric, split.batch.start, split.batch.end) \
-        if split.batch else NO_ROWS
-    speed_rows = speed.minute_rows(tenant_id, request.metric, split.speed.start, split.speed.end) \
-        if split.speed else NO_ROWS
+    at, batch_rows, speed_rows = read_minutes(request.metric, request.range, tenant_id, seam, batch, speed)
     response = merge_series(request, tenant_id, at, batch_rows.rows, speed_rows.rows)
     body = response.to_dict()
     body["tenant"] = tenant_id
     # Cut short by the group cap or by a layer's row cap: either way the numbers are not the whole answer.
     body["truncated"] = response.truncated or batch_rows.truncated or speed_rows.truncated
+    return body
+
+
+def read_top(
+    request: TopRequest, tenant_id: str, seam: SeamReader, batch: MinuteSource, speed: MinuteSource
+) -> dict[str, Any]:
+    """A validated top-N request of one tenant → the JSON-ready ranking over both layers."""
+    at, batch_rows, speed_rows = read_minutes(request.metric, request.range, tenant_id, seam, batch, speed)
+    body = rank_top(request, tenant_id, at, batch_rows.rows, speed_rows.rows).to_dict()
+    body["tenant"] = tenant_id
+    body["truncated"] = batch_rows.truncated or speed_rows.truncated
     return body

@@ -29,6 +29,7 @@ from lakepulse.api.series_request import (
     split_at_seam,
 )
 from lakepulse.api.windows import window_index
+from lakepulse.catalog import Metric
 
 QUANTILES: Final[dict[str, float]] = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
@@ -47,8 +48,11 @@ __all__ = [
     "SeriesResponse",
     "SeriesWindow",
     "TimeRange",
+    "Value",
+    "current_rows",
     "merge_series",
     "split_at_seam",
+    "value_of",
 ]
 
 
@@ -118,7 +122,7 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _layer_rows(
+def current_rows(
     rows: Iterable[Mapping[str, Any] | PartialRow], span: TimeRange | None, tenant_id: str, metric: str
 ) -> list[PartialRow]:
     """One layer's rows inside its span, newest version of each key (tenant, metric, dims_key, window_start)."""
@@ -148,7 +152,36 @@ def _window(
         layer: Layer = "speed"
     else:
         layer = "batch" if end <= seam else "mixed"
-    kind = request.definition.kind
+    value = value_of(request.definition, merged)
+    return SeriesWindow(
+        start=start,
+        end=end,
+        group=group,
+        value=value.value,
+        count=merged.count,
+        sum=value.sum,
+        layer=layer,
+        final=seam is not None and end <= seam,
+        min=_finite(merged.min),
+        max=_finite(merged.max),
+        quantiles=value.quantiles,
+    )
+
+
+@dataclass(frozen=True)
+class Value:
+    """What merged partials mean for a metric of one kind: its value, its sum (where a sum means something)
+    and, for distributions, quantiles."""
+
+    value: float | int | None
+    sum: float | None
+    quantiles: Mapping[str, float | None] | None
+
+
+def value_of(metric: Metric, merged: Merged) -> Value:
+    """Merged partials → the metric's value by kind: counts and sums add, averages are sum/count, distinct
+    counts union sketches, quantiles come from the buckets."""
+    kind = metric.kind
     mean = merged.sum / merged.count if merged.count and merged.sum is not None else None
     total = merged.sum if merged.sum is not None else 0.0
     value: float | int | None
@@ -163,23 +196,11 @@ def _window(
     quantiles = None
     if kind == "distribution":
         buckets = merged.buckets or []
-        bounds = request.definition.buckets
         quantiles = {
-            name: _finite(bucket_quantile(buckets, bounds, q, merged.min, merged.max)) for name, q in QUANTILES.items()
+            name: _finite(bucket_quantile(buckets, metric.buckets, q, merged.min, merged.max))
+            for name, q in QUANTILES.items()
         }
-    return SeriesWindow(
-        start=start,
-        end=end,
-        group=group,
-        value=value,
-        count=merged.count,
-        sum=None if kind in ("count", "distinct") else _finite(total),
-        layer=layer,
-        final=seam is not None and end <= seam,
-        min=_finite(merged.min),
-        max=_finite(merged.max),
-        quantiles=quantiles,
-    )
+    return Value(value, None if kind in ("count", "distinct") else _finite(total), quantiles)
 
 
 def merge_series(
@@ -192,8 +213,8 @@ def merge_series(
     """Minute rows of the batch and speed layers (one tenant and metric) → the request's windows per group."""
     split = split_at_seam(request.range, seam)
     metric = request.definition
-    batch = _layer_rows(batch_rows, split.batch, tenant_id, metric.name)
-    speed = _layer_rows(speed_rows, split.speed, tenant_id, metric.name)
+    batch = current_rows(batch_rows, split.batch, tenant_id, metric.name)
+    speed = current_rows(speed_rows, split.speed, tenant_id, metric.name)
     bounds = [b.timestamp() for b in request.bounds]
     groups: dict[tuple[str, ...], dict[int, Merged]] = {} if request.group_by else {(): {}}
     for row in chain(batch, speed):
