@@ -13,10 +13,13 @@ from typing import Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 
+from lakepulse.api.cache import AnswerCache
 from lakepulse.api.deps import ApiMetricsDep, EngineSources
+from lakepulse.api.live import LiveReader, LiveSource
 from lakepulse.api.ratelimit import RateLimited, per_worker
 from lakepulse.api.responses import error_response, json_response
-from lakepulse.api.routes import catalog, series
+from lakepulse.api.routes import catalog, series, top
+from lakepulse.api.routes import live as live_routes
 from lakepulse.api.series import SeriesRequestError
 from lakepulse.api.sources import BatchSource, MinuteSource, SeamReader, SeamSource, SourceUnavailable, SpeedSource
 from lakepulse.api.telemetry import ApiMetrics, RequestMetricsMiddleware
@@ -80,6 +83,7 @@ def create_app(
     batch: MinuteSource | None = None,
     speed: MinuteSource | None = None,
     seam: SeamReader | None = None,
+    live: LiveReader | None = None,
 ) -> FastAPI:
     """The metrics app for `settings` (default: the process's), reading the engines those settings name."""
     settings = settings or get_settings()
@@ -93,7 +97,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for source in (sources.batch, sources.speed):
+        for source in (sources.batch, sources.speed, app.state.live):
             close = getattr(source, "close", None)
             if close is not None:
                 close()
@@ -108,7 +112,9 @@ def create_app(
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     app.state.sources = sources
+    app.state.live = live or LiveSource(settings)
     app.state.metrics = ApiMetrics()
+    app.state.answers = AnswerCache(settings.api_cache_ttl_s)
     app.state.limiter = per_worker(settings.api_rate_limit_per_s, settings.api_rate_burst, settings.api_workers)
     if not settings.auth_enabled:
         log.warning("LAKEPULSE_AUTH_ENABLED is false: every request reads as an analyst, with no token")
@@ -120,4 +126,6 @@ def create_app(
     app.include_router(service)
     app.include_router(catalog.router)
     app.include_router(series.router)
+    app.include_router(top.router)
+    app.include_router(live_routes.router)
     return app

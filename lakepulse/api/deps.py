@@ -6,12 +6,14 @@ Each is an `Annotated[..., Depends(...)]` alias reading the app's state, so a te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lakepulse.api.cache import AnswerCache, request_key
 from lakepulse.api.ratelimit import RateLimiter
 from lakepulse.api.sources import MinuteSource, SeamReader
 from lakepulse.api.telemetry import ApiMetrics
@@ -115,3 +117,24 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 BatchSourceDep = Annotated[MinuteSource, Depends(get_batch_source)]
 SpeedSourceDep = Annotated[MinuteSource, Depends(get_speed_source)]
 SeamSourceDep = Annotated[SeamReader, Depends(get_seam_source)]
+
+
+class CachedReads:
+    """One request's access to the app's answer cache, keyed by its path, tenant and parameters."""
+
+    def __init__(self, cache: AnswerCache, request: Request) -> None:
+        self._cache = cache
+        self._request = request
+
+    def get(self, tenant_id: str, compute: Callable[[], Any]) -> Any:
+        """The answer for this request's path and parameters as read for `tenant_id` (cached for a moment)."""
+        key = request_key(self._request.url.path, tenant_id, self._request.query_params.multi_items())
+        return self._cache.get(key, compute)
+
+
+def get_cached_reads(request: Request) -> CachedReads:
+    """Dependency: the answer cache, for this request."""
+    return CachedReads(request.app.state.answers, request)
+
+
+CachedReadsDep = Annotated[CachedReads, Depends(get_cached_reads)]

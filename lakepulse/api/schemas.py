@@ -68,6 +68,120 @@ class SeriesBody(BaseModel):
     windows: list[SeriesWindowBody]
 
 
+class FunnelOrders(BaseModel):
+    """Orders whose latest status (by event time) is each status of the event contract; 0 where none."""
+
+    placed: int
+    confirmed: int
+    in_kitchen: int
+    ready_for_pickup: int
+    picked_up: int
+    delivered: int
+    cancelled: int
+
+
+class FunnelBody(BaseModel):
+    """The order funnel: every order the speed layer holds (its retention, 7 days) in its current status."""
+
+    as_of: datetime | None = Field(description="Newest update among the tenant's order rows; null: none")
+    orders: FunnelOrders
+    total: int = Field(description="Orders in any status")
+
+
+class WaitingCourierBody(BaseModel):
+    """A courier whose latest status is arrived_at_restaurant."""
+
+    courier_id: str
+    order_id: str | None = Field(description="The order of the courier's latest status")
+    since: datetime | None = Field(description="When the courier arrived (event time)")
+
+
+class CouriersWaitingBody(BaseModel):
+    """Couriers waiting at the restaurant now."""
+
+    as_of: datetime | None = Field(description="Newest update among the tenant's courier rows; null: none")
+    count: int
+    couriers: list[WaitingCourierBody] = Field(description="Longest waiting first, at most 50")
+    truncated: bool = Field(description="More couriers wait than are listed")
+
+
+class RatingBody(BaseModel):
+    """An order's latest rating."""
+
+    order_id: str
+    food_rating: int | None = Field(description="1..5")
+    delivery_rating: int | None = Field(description="1..5")
+    rated_at: datetime | None = Field(description="Event time of the rating")
+
+
+class RatingsBody(BaseModel):
+    """The latest ratings, newest first."""
+
+    as_of: datetime | None = Field(description="Newest update among the tenant's order rows; null: none")
+    latest: list[RatingBody]
+
+
+class LiveMetricBody(BaseModel):
+    """A catalog metric over whole minutes [start, end), across the seam as the series endpoint counts it."""
+
+    metric: str
+    unit: str
+    start: datetime
+    end: datetime = Field(description="End of the current minute")
+    value: int | float | None = Field(description="count, sum, or a distribution's mean (null: no values)")
+    count: int = Field(description="Rows counted (orders, orders measured...)")
+    as_of: datetime | None = Field(description="Newest update among the speed-layer rows read (the speed "
+                                               "layer's freshness); null: none")
+    truncated: bool = Field(description="A layer's row cap was hit: the numbers are not the whole answer")
+    min: float | None = Field(default=None, description="Distributions only")
+    max: float | None = Field(default=None, description="Distributions only")
+    quantiles: dict[str, float | None] | None = Field(default=None, description="Distributions only: p50, p90, p99")
+
+
+class LiveBody(BaseModel):
+    """A restaurant's live state; every time in the request's timezone."""
+
+    tenant: str
+    timezone: str
+    now: datetime = Field(description="When the state was read; the windowed numbers end with this minute")
+    seam: datetime | None = Field(description="Minutes before it come from the batch layer; null: none yet")
+    funnel: FunnelBody
+    couriers_waiting: CouriersWaitingBody
+    ratings: RatingsBody
+    sales_today: LiveMetricBody = Field(description="gross_sales from local midnight")
+    completed_today: LiveMetricBody = Field(description="orders_completed from local midnight")
+    prep_time_last_hour: LiveMetricBody = Field(description="prep_time_seconds over the last 60 minutes")
+
+
+class TopEntryBody(BaseModel):
+    """One ranked group."""
+
+    rank: int
+    key: str = Field(description="The dimension's value (\"\" for events that lacked it)")
+    value: int | float | None = Field(description="count/sum/distinct estimate/mean over the period, by kind")
+    count: int
+    sum: float | None = Field(description="Sum of values (null for count and distinct metrics)")
+
+
+class TopBody(BaseModel):
+    """The largest groups of one dimension over a period, for one tenant."""
+
+    metric: str
+    kind: Kind
+    unit: str
+    tenant: str
+    dimension: str
+    start: datetime
+    end: datetime
+    seam: datetime | None
+    freshness: datetime | None = Field(description="Newest update among the speed-layer rows read")
+    layer: Literal["batch", "speed", "mixed"]
+    final: bool
+    groups: int = Field(description="Groups with data in the period (the list holds the n largest)")
+    truncated: bool = Field(description="A layer's row cap was hit: the ranking may miss rows")
+    top: list[TopEntryBody]
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries with ErrorBody for the given statuses."""
     reasons = {

@@ -8,7 +8,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Path, Query, Response
 
-from lakepulse.api.deps import BatchSourceDep, CatalogDep, PrincipalDep, SeamSourceDep, SpeedSourceDep
+from lakepulse.api.deps import BatchSourceDep, CachedReadsDep, CatalogDep, PrincipalDep, SeamSourceDep, SpeedSourceDep
 from lakepulse.api.queries import read_series
 from lakepulse.api.responses import json_response
 from lakepulse.api.schemas import SeriesBody, error_responses
@@ -70,6 +70,7 @@ def metric_series(
     batch: BatchSourceDep,
     speed: SpeedSourceDep,
     catalog: CatalogDep,
+    cache: CachedReadsDep,
     granularity: Annotated[str, Query(description="Window length",
                                       json_schema_extra={"enum": list(GRANULARITIES)})] = "1h",
     timezone: Annotated[str, Query(description="IANA zone whose wall clock defines the windows (days, hours)",
@@ -105,4 +106,4 @@ def metric_series(
         max_groups=max_groups,
         catalog=catalog,
     )
-    return json_response(read_series(request, tenant_id, seam, batch, speed))
+    return json_response(cache.get(tenant_id, lambda: read_series(request, tenant_id, seam, batch, speed)))

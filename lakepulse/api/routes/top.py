@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from lakepulse.api.deps import BatchSourceDep, CatalogDep, PrincipalDep, SeamSourceDep, SpeedSourceDep
+from lakepulse.api.deps import BatchSourceDep, CachedReadsDep, CatalogDep, PrincipalDep, SeamSourceDep, SpeedSourceDep
 from lakepulse.api.queries import read_top
 from lakepulse.api.responses import json_response
 from lakepulse.api.routes.series import TIME_RULE, parse_filters, parse_time
@@ -32,6 +32,7 @@ def metric_top(
     batch: BatchSourceDep,
     speed: SpeedSourceDep,
     catalog: CatalogDep,
+    cache: CachedReadsDep,
     n: Annotated[int, Query(ge=1, le=MAX_N, description="How many groups")] = DEFAULT_N,
     last: Annotated[str, Query(description=f"The period ending now: {LAST_RULE}", examples=["1h"])] = "1h",
     from_: Annotated[str | None, Query(alias="from", description=f"Instead of last: start (inclusive, a whole "
@@ -57,4 +58,4 @@ def metric_top(
     else:
         request = TopRequest.last(metric, by, parse_last(last), datetime.now(UTC), n=n, filters=parsed,
                                   catalog=catalog)
-    return json_response(read_top(request, tenant_id, seam, batch, speed))
+    return json_response(cache.get(tenant_id, lambda: read_top(request, tenant_id, seam, batch, speed)))

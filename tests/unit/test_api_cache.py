@@ -1,0 +1,58 @@
+"""The answer cache: identical reads share an answer for ttl_s, never across tenants, never an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from lakepulse.api.cache import AnswerCache, request_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_answer_is_reused_until_it_expires() -> None:
+    clock, calls = Clock(), []
+    cache = AnswerCache(1.0, clock=clock)
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert cache.get("k", compute) == 1
+    clock.now = 0.9
+    assert cache.get("k", compute) == 1
+    clock.now = 1.1
+    assert cache.get("k", compute) == 2
+
+
+def test_errors_are_not_cached_and_zero_ttl_turns_it_off() -> None:
+    cache = AnswerCache(5.0, clock=Clock())
+
+    def fail() -> int:
+        raise RuntimeError("engine down")
+
+    with pytest.raises(RuntimeError):
+        cache.get("k", fail)
+    assert cache.get("k", lambda: 7) == 7
+    off = AnswerCache(0)
+    assert [off.get("k", lambda i=i: i) for i in range(3)] == [0, 1, 2]
+
+
+def test_the_oldest_entries_go_when_full() -> None:
+    cache = AnswerCache(60.0, max_entries=2, clock=Clock())
+    for key in ("a", "b", "c"):
+        cache.get(key, lambda key=key: key)
+    assert cache.get("a", lambda: "again") == "again"
+    assert cache.get("c", lambda: "again") == "c"
+
+
+def test_keys_hold_the_authorised_tenant_and_ignore_parameter_order() -> None:
+    params = [("from", "x"), ("to", "y"), ("tenant", "rest-b")]
+    assert request_key("/v1/live", "rest-a", params) != request_key("/v1/live", "rest-b", params)
+    assert request_key("/v1/live", "rest-a", params) == request_key("/v1/live", "rest-a", params[::-1])
+    assert request_key("/v1/live", "rest-a", params) != request_key("/v1/catalog", "rest-a", params)
