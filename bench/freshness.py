@@ -37,6 +37,7 @@ import httpx
 import orjson
 from confluent_kafka import Producer
 
+from lakepulse.auth.tokens import RenewingToken
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.ingest.sink import producer_config
 from lakepulse.settings import Settings, get_settings
@@ -90,6 +91,9 @@ class Probes:
         self.accepted: dict[str, float] = {}
         self.seen: dict[str, float] = {}
         self.api = httpx.Client(base_url=f"http://{settings.bind_host}:{settings.ingest_port}", timeout=10)
+        # Each probe has a tenant of its own, so the probes write with a local admin token (renewed: a run
+        # can outlast one token's hour).
+        self.token = RenewingToken(settings, role="admin", subject="bench-freshness")
         self.broker = httpx.Client(base_url=settings.pinot_broker_url, timeout=10)
 
     def send(self, n: int) -> None:
@@ -98,7 +102,7 @@ class Probes:
                  "occurred_at": now_stamp(), "source": "bench-freshness",
                  "properties": {"user_id": "u", "page": "home", "country": "DE", "device": "web",
                                 "category": "pizza"}}
-        response = self.api.post("/v1/events", json=event)
+        response = self.api.post("/v1/events", json=event, headers={"authorization": f"Bearer {self.token()}"})
         if response.status_code == 202 and response.json().get("accepted") == 1:
             self.accepted[tenant] = time.time()
 

@@ -3,7 +3,9 @@
     .venv/bin/python bench/ingest.py api --events 300000 --workers 2
     .venv/bin/python bench/ingest.py clients --events 200000
 
-Needs the local broker (`lakepulse up`); uses throwaway topics and deletes them afterwards.
+Needs the local broker (`lakepulse up`); uses throwaway topics and deletes them afterwards. The API bench
+authenticates like a real producer: one local producer token for the sample's tenants, so every request pays
+for verifying it and every event for the tenant check.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from lakepulse.auth.tokens import mint_token
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.ingest.sink import producer_config
 from lakepulse.sdk import IngestClient
@@ -78,13 +82,15 @@ def bench_api(events: int, workers: int, senders: int, batch_size: int) -> float
             except httpx.TransportError:
                 time.sleep(0.2)
         lines = sample_lines(20_000)
+        tenants = sorted({orjson.loads(line)["tenant_id"] for line in lines})
+        token = mint_token(settings, role="producer", tenants=tenants, ttl=timedelta(hours=1), subject="bench")
         with IngestClient(
-            url, batch_size=batch_size, senders=senders, max_buffer=batch_size * senders * 4
+            url, batch_size=batch_size, senders=senders, max_buffer=batch_size * senders * 4, token=token
         ) as warm:
             for line in lines[: batch_size * senders * 2]:
                 warm.send_line(line)  # warms the producers of every worker
         client = IngestClient(
-            url, batch_size=batch_size, senders=senders, max_buffer=batch_size * senders * 4
+            url, batch_size=batch_size, senders=senders, max_buffer=batch_size * senders * 4, token=token
         )
         started = time.perf_counter()
         for line in itertools.islice(itertools.cycle(lines), events):

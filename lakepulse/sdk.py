@@ -1,8 +1,13 @@
 """Python SDK for the ingest API: a batching client that retries until the API has acknowledged.
 
-    with IngestClient("http://127.0.0.1:8001") as client:
+    with IngestClient("http://127.0.0.1:8001", token=producer_token) as client:
         client.send({"tenant_id": "rest-1", "event_type": "page_view", ...})
     # leaving the block flushes; client.stats tells what was accepted, rejected or given up
+
+`token` is the producer's bearer JWT (`lakepulse token --role producer --tenant rest-1` locally), or a function
+returning the current one (called per request, so a client outliving one token can renew it). An event of a
+tenant the token may not write comes back rejected (`tenant_not_allowed: ...`); a missing or bad token is a
+401, which fails the batch without retries.
 
 Events get a client-side `event_id` when they lack one, so a retried batch is a no-op downstream.
 Batches go out as NDJSON when `batch_size` events are waiting or the oldest has waited `flush_interval_s`.
@@ -119,6 +124,7 @@ class IngestClient:
         compress: bool = False,
         on_result: Callable[[BatchResult], None] | None = None,
         transport: httpx.BaseTransport | None = None,
+        token: str | Callable[[], str] | None = None,
     ) -> None:
         if batch_size < 1 or max_buffer < batch_size or senders < 1:
             raise ValueError("need batch_size >= 1, max_buffer >= batch_size and senders >= 1")
@@ -130,6 +136,7 @@ class IngestClient:
         self.max_backoff_s = max_backoff_s
         self.compress = compress
         self.on_result = on_result
+        self._token = token
         self.rejections: deque[Rejection] = deque(maxlen=MAX_KEPT_REJECTIONS)
         self._stats = ClientStats()
         self._failed_at_last_flush = 0
@@ -264,6 +271,8 @@ class IngestClient:
         """POST one batch until a 202, a non-retryable answer, or the retries run out."""
         body = b"\n".join(batch)
         headers = {"content-type": "application/x-ndjson"}
+        if isinstance(self._token, str):
+            headers["authorization"] = f"Bearer {self._token}"
         if self.compress:
             body = gzip.compress(body, compresslevel=1)
             headers["content-encoding"] = "gzip"
@@ -273,6 +282,8 @@ class IngestClient:
             try:
                 with self._changed:
                     self._stats.requests += 1
+                if callable(self._token):  # asked per attempt: a retry after a renewal sends the new token
+                    headers["authorization"] = f"Bearer {self._token()}"
                 response = self._http.post("/v1/events", content=body, headers=headers)
                 if response.status_code == 202:
                     return parse_batch_result(response.content, batch), None

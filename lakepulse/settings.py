@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # API authentication (bearer JWTs, lakepulse/auth/tokens.py). Locally tokens are HS256, signed with
     # `auth_jwt_secret` (`lakepulse token` mints them); in cluster mode they come from the identity
     # provider and are verified as RS256 against its JWKS. Audience and issuer are checked on every token.
+    # The ingest API checks the same tokens: producers hold role `producer` with a `tenants` claim, and
+    # `auth_enabled` false lets anyone write any tenant there too (local experiments only).
     auth_enabled: bool = True
     auth_jwt_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER_JWT_SECRET)
     auth_jwt_audience: str = "lakepulse"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from lakepulse.auth.tokens import mint_token
 from lakepulse.settings import Settings
 
 
@@ -35,10 +36,13 @@ def order(tenant: str, at: datetime, amount: float, user: str | None = None, dev
 
 
 def post(settings: Settings, events: list[Any]) -> dict[str, Any]:
-    """POST one NDJSON batch (dicts, or raw bytes lines) to the running ingest API; its per-event answer."""
+    """POST one NDJSON batch (dicts, or raw bytes lines) to the running ingest API with a local admin token
+    (the tests write several tenants); its per-event answer."""
     body = b"\n".join(e if isinstance(e, bytes) else orjson.dumps(e) for e in events)
+    token = mint_token(settings, role="admin", ttl=timedelta(minutes=10), subject="stack-test")
     response = httpx.post(f"http://{settings.bind_host}:{settings.ingest_port}/v1/events", content=body,
-                          headers={"Content-Type": "application/x-ndjson"}, timeout=30)
+                          headers={"Content-Type": "application/x-ndjson", "Authorization": f"Bearer {token}"},
+                          timeout=30)
     assert response.status_code == 202, response.text
     return dict(response.json())
 

@@ -1,4 +1,4 @@
-"""`lakepulse token`: mint a local bearer token for the metrics API."""
+"""`lakepulse token`: mint a local bearer token for the metrics API or, with the producer role, the ingest API."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ _TTL_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 class RoleChoice(StrEnum):
     tenant = "tenant"
+    producer = "producer"
     analyst = "analyst"
     admin = "admin"
 
@@ -38,16 +39,34 @@ def parse_ttl(value: str) -> timedelta:
 
 
 def token(
-    tenant: Annotated[str | None, typer.Option(help="The restaurant the token reads (tenant role)")] = None,
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="TENANT",
+            help="The restaurant the token reads (tenant role); repeat it for the tenants a producer writes",
+        ),
+    ] = None,
     role: Annotated[
-        RoleChoice, typer.Option(help="tenant: one restaurant; analyst/admin: every tenant (no --tenant)")
+        RoleChoice,
+        typer.Option(
+            help="tenant: reads one restaurant; producer: writes events for its --tenant ones (ingest API); "
+            "analyst/admin: every tenant (no --tenant)"
+        ),
     ] = RoleChoice.tenant,
     ttl: Annotated[str, typer.Option(help="Lifetime: a number and s, m, h or d (at most 30d)")] = "12h",
     subject: Annotated[str | None, typer.Option(help="The token's sub claim (default local-<tenant or role>)")] = None,
 ) -> None:
-    """Print a local bearer token for the metrics API, and nothing else on stdout."""
+    """Print a local bearer token for the metrics API (or the ingest API), and nothing else on stdout."""
+    names = tenant or []
     try:
-        minted = mint_token(get_settings(), tenant=tenant, role=role.value, ttl=parse_ttl(ttl), subject=subject)
+        if role is RoleChoice.producer:
+            minted = mint_token(get_settings(), role=role.value, tenants=names, ttl=parse_ttl(ttl), subject=subject)
+        elif len(names) > 1:
+            raise ValueError("only a producer token (--role producer) names several tenants; give --tenant once")
+        else:
+            minted = mint_token(
+                get_settings(), tenant=names[0] if names else None, role=role.value, ttl=parse_ttl(ttl), subject=subject
+            )
     except ValidationError as exc:  # the settings themselves are refused (e.g. a short secret)
         reasons = "; ".join(str(error["msg"]) for error in exc.errors())
         err_console.print(f"[red]lakepulse token: invalid settings:[/red] {escape(reasons)}")

@@ -1,15 +1,20 @@
-"""Bearer-token authentication for the metrics API: verify a JWT, turn its claims into a `Principal`.
+"""Bearer-token authentication for the metrics and ingest APIs: verify a JWT, turn its claims into a `Principal`.
 
 Locally tokens are HS256, signed with the secret from settings (`mint_token`, `lakepulse token`); in
 cluster mode they come from the identity provider and are RS256, checked against its JWKS. The algorithm
 list is fixed per mode and never read from the token, and the symmetric and asymmetric families are never
 accepted by the same verifier (algorithm confusion). The tenant a request reads always comes from the token.
+
+Producers (the services that post events to the ingest API) hold tokens with the role `producer` and a
+`tenants` claim: the restaurants they may write events for. A producer token reads no metrics.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal, get_args
@@ -19,8 +24,10 @@ import jwt
 from lakepulse.events import TENANT_ID_PATTERN
 from lakepulse.settings import Settings
 
-Role = Literal["tenant", "analyst", "admin"]
+Role = Literal["tenant", "producer", "analyst", "admin"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
+# Roles that read every tenant's metrics (naming one per request).
+CROSS_TENANT_READERS: Final = ("analyst", "admin")
 LOCAL_ALGORITHMS: Final = ("HS256",)
 CLUSTER_ALGORITHMS: Final = ("RS256",)
 # `sub` too: every decision and log line names who asked.
@@ -38,6 +45,9 @@ JWKS_LIFESPAN_S: Final = 300.0
 
 _TENANT_RE = re.compile(TENANT_ID_PATTERN)
 TENANT_RULE: Final = "1-64 characters of A-Z, a-z, 0-9, _ and -"
+# A producer token's `tenants` claim: a bounded list (each name checked on every request). MAX_TOKEN_CHARS
+# bounds it further (a few hundred typical ids); a service writing for more restaurants holds several tokens.
+MAX_PRODUCER_TENANTS: Final = 1000
 
 
 class AccessError(Exception):
@@ -78,29 +88,59 @@ def is_tenant_id(value: object) -> bool:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: a restaurant bound to its tenant, or an analyst/admin who may read every tenant."""
+    """Who is asking: a restaurant bound to its tenant, a producer bound to the tenants it writes for, or an
+    analyst/admin who may read every tenant."""
 
     subject: str
     tenant_id: str | None
     role: Role
+    # The tenants a producer writes events for; empty for every other role.
+    tenants: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        # The invariant every authorisation decision leans on: a tenant principal has exactly one valid
-        # tenant, a cross-tenant role has none.
+        # The invariants every authorisation decision leans on: a tenant principal has exactly one valid
+        # tenant; a producer has no tenant_id and a non-empty, bounded set of valid tenants; a cross-tenant
+        # role has neither.
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if (self.role == "tenant") != (self.tenant_id is not None):
-            raise ValueError("a tenant principal needs a tenant_id; analyst and admin principals have none")
+            raise ValueError("a tenant principal needs a tenant_id; producer, analyst and admin principals have none")
         if self.tenant_id is not None and not is_tenant_id(self.tenant_id):
             raise ValueError(f"tenant_id must be {TENANT_RULE}")
+        if not isinstance(self.tenants, frozenset):
+            raise ValueError("tenants must be a frozenset")
+        if self.role == "producer":
+            if not 1 <= len(self.tenants) <= MAX_PRODUCER_TENANTS:
+                raise ValueError(f"a producer principal needs 1 to {MAX_PRODUCER_TENANTS} tenants")
+            if not all(is_tenant_id(tenant) for tenant in self.tenants):
+                raise ValueError(f"every tenant of a producer must be {TENANT_RULE}")
+        elif self.tenants:
+            raise ValueError("only a producer principal has tenants")
 
     @property
     def reads_all_tenants(self) -> bool:
         """Whether this principal may read any tenant (analyst or admin)."""
-        return self.role != "tenant"
+        return self.role in CROSS_TENANT_READERS
+
+    @property
+    def writes_events(self) -> bool:
+        """Whether this principal may write events for some tenant (every role but analyst)."""
+        return self.role != "analyst"
+
+    def may_write(self, tenant_id: str) -> bool:
+        """Whether this principal may write an event of `tenant_id`: its own (tenant), its tenants (producer),
+        any (admin), none (analyst)."""
+        if self.role == "producer":
+            return tenant_id in self.tenants
+        if self.role == "tenant":
+            return tenant_id == self.tenant_id
+        return self.role == "admin"
 
     def tenant_for(self, requested: str | None) -> str:
-        """The tenant a request reads: a tenant token's own (another → Forbidden); analyst/admin must name one."""
+        """The tenant a request reads: a tenant token's own (another → Forbidden); analyst/admin must name one;
+        a producer reads nothing (Forbidden)."""
+        if self.role == "producer":
+            raise Forbidden("a producer token writes events; it may not read metrics")
         if requested is not None and not is_tenant_id(requested):
             raise TenantRequestError(f"tenant must be {TENANT_RULE}")
         if self.tenant_id is not None:
@@ -113,7 +153,8 @@ class Principal:
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """The principal of verified claims: `tenant_id` for a restaurant, or `role` analyst/admin; else AuthError."""
+    """The principal of verified claims: `tenant_id` for a restaurant, `role` producer with `tenants`, or `role`
+    analyst/admin; else AuthError."""
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise AuthError("token has no subject")
@@ -121,16 +162,33 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     if role not in ROLES:  # also refuses a list or an object in place of one role
         raise AuthError(f"token role must be one of {', '.join(ROLES)}")
     tenant = claims.get("tenant_id")
+    # Ambiguous scope is refused rather than guessed: a token names its tenants in exactly one way.
+    if role != "producer" and "tenants" in claims:
+        raise AuthError("token carries a tenants claim but not the producer role")
     if role == "tenant":
         if tenant is None:
-            raise AuthError("token has neither a tenant_id claim nor an analyst or admin role")
+            raise AuthError("token has neither a tenant_id claim nor an analyst or admin role, nor the producer role")
         if not is_tenant_id(tenant):
             raise AuthError(f"token's tenant_id claim is not a tenant id ({TENANT_RULE})")
         return Principal(subject=subject, tenant_id=tenant, role="tenant")
     if tenant is not None:
-        # Ambiguous scope: refuse rather than guess whether the token meant one tenant or all.
-        raise AuthError("token carries both a tenant_id and an analyst or admin role")
+        kind = "the producer role" if role == "producer" else "an analyst or admin role"
+        raise AuthError(f"token carries both a tenant_id and {kind}")
+    if role == "producer":
+        return Principal(subject=subject, tenant_id=None, role="producer", tenants=_producer_tenants(claims))
     return Principal(subject=subject, tenant_id=None, role="analyst" if role == "analyst" else "admin")
+
+
+def _producer_tenants(claims: Mapping[str, Any]) -> frozenset[str]:
+    """The `tenants` claim of a producer token as a set; AuthError unless it is a bounded list of tenant ids."""
+    tenants = claims.get("tenants")
+    if not isinstance(tenants, list) or not tenants:
+        raise AuthError("a producer token needs a tenants claim: a non-empty list of tenant ids")
+    if len(tenants) > MAX_PRODUCER_TENANTS:
+        raise AuthError(f"a producer token's tenants claim names more than {MAX_PRODUCER_TENANTS} tenants")
+    if not all(is_tenant_id(tenant) for tenant in tenants):
+        raise AuthError(f"a producer token's tenants claim holds something that is not a tenant id ({TENANT_RULE})")
+    return frozenset(tenants)
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -227,16 +285,31 @@ def mint_token(
     ttl: timedelta = timedelta(hours=12),
     subject: str | None = None,
     now: datetime | None = None,
+    tenants: Collection[str] | None = None,
 ) -> str:
-    """A local HS256 token for one tenant or for an analyst/admin role; ValueError in cluster mode or on bad input."""
+    """A local HS256 token for one tenant, for a producer of `tenants`, or for an analyst/admin role; ValueError
+    in cluster mode or on bad input."""
     if settings.mode != "local":
         raise ValueError("cluster mode takes tokens from the identity provider; lakepulse mints only local ones")
     role = role or "tenant"
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if role == "tenant":
+    if role == "producer":
+        if tenant is not None:
+            raise ValueError("a producer token names its tenants with tenants, not tenant")
+        if not tenants:
+            raise ValueError("a producer token needs at least one tenant it may write for")
+        if isinstance(tenants, str):  # a string is a collection of characters, not of tenants
+            raise ValueError("tenants must be a list of tenant ids, not one string")
+        if len(set(tenants)) > MAX_PRODUCER_TENANTS:
+            raise ValueError(f"a producer token names at most {MAX_PRODUCER_TENANTS} tenants")
+        if not all(is_tenant_id(name) for name in tenants):
+            raise ValueError(f"every tenant must be {TENANT_RULE}")
+    elif tenants is not None:
+        raise ValueError(f"only a producer token names several tenants; a {role} token takes none")
+    elif role == "tenant":
         if tenant is None:
-            raise ValueError("a tenant token needs a tenant (or choose the analyst or admin role)")
+            raise ValueError("a tenant token needs a tenant (or choose the producer, analyst or admin role)")
         if not is_tenant_id(tenant):
             raise ValueError(f"tenant must be {TENANT_RULE}")
     elif tenant is not None:
@@ -257,4 +330,37 @@ def mint_token(
         claims["tenant_id"] = tenant
     else:
         claims["role"] = role
-    return jwt.encode(claims, settings.auth_jwt_secret.get_secret_value(), algorithm=LOCAL_ALGORITHMS[0])
+    if role == "producer" and tenants:
+        claims["tenants"] = sorted(set(tenants))
+    token = jwt.encode(claims, settings.auth_jwt_secret.get_secret_value(), algorithm=LOCAL_ALGORITHMS[0])
+    if len(token) > MAX_TOKEN_CHARS:  # the verifier would refuse it; say so now, not at the first request
+        raise ValueError(f"the token would be longer than {MAX_TOKEN_CHARS} characters: name fewer tenants")
+    return token
+
+
+class RenewingToken:
+    """A local token minted on first use and again at half its lifetime, for clients that run longer than one
+    token lives (the demo traffic runs for a year); call it for the current token. Thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ttl: timedelta = timedelta(hours=1),
+        clock: Callable[[], float] = time.monotonic,
+        **claims: Any,
+    ) -> None:
+        self._mint = lambda: mint_token(settings, ttl=ttl, **claims)
+        self._mint()  # refuse bad settings or claims here, not at the first request
+        self._renew_after_s = ttl.total_seconds() / 2
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._renew_at = 0.0
+
+    def __call__(self) -> str:
+        """The current token, minted anew once half its lifetime has passed."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._renew_at:
+                self._token = self._mint()
+                self._renew_at = self._clock() + self._renew_after_s
+            return self._token

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,10 +13,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lakepulse.auth.tokens import RenewingToken
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.generator.targets import ApiTarget, FileTarget, KafkaTarget, Target, paced, run
 from lakepulse.sdk import IngestClient
-from lakepulse.settings import get_settings
+from lakepulse.settings import Settings, get_settings
+
+TOKEN_ENV = "LAKEPULSE_INGEST_TOKEN"
+# A token minted here lives an hour and is renewed at half-life, so a leaked one is soon useless while a run
+# of any length (the demo runs for a year) keeps a valid one.
+LOCAL_TOKEN_TTL = timedelta(hours=1)
 
 
 class TargetKind(StrEnum):
@@ -33,6 +40,23 @@ def _parse_start(value: str | None) -> datetime | None:
     return moment
 
 
+def api_token(token: str | None, settings: Settings) -> str | Callable[[], str] | None:
+    """The bearer token the api target sends: the given one (--token / LAKEPULSE_INGEST_TOKEN); else, locally,
+    an admin token minted from the local settings and renewed; else (cluster mode) None when auth is off."""
+    if token is not None and token.strip():
+        return token.strip()
+    if settings.mode == "local":
+        # The generator writes whatever tenants its options name, so the token may write every tenant; the
+        # local signing secret it is minted with could mint any token anyway.
+        return RenewingToken(settings, ttl=LOCAL_TOKEN_TTL, role="admin", subject="local-generator")
+    if settings.auth_enabled:
+        raise typer.BadParameter(
+            f"cluster mode: the ingest API needs a producer token; pass --token or set {TOKEN_ENV}",
+            param_hint="--token",
+        )
+    return None
+
+
 def generate(
     target: Annotated[
         TargetKind, typer.Option(help="Where events go: an NDJSON file, the ingest API or Kafka")
@@ -40,6 +64,15 @@ def generate(
     output: Annotated[Path, typer.Option(help="NDJSON file for --target file")] = Path("events.ndjson"),
     api_url: Annotated[
         str | None, typer.Option(help="Ingest API base URL (default: settings' ingest_port)")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=TOKEN_ENV,
+            show_default=False,
+            help="Bearer token for --target api (a producer token for the generated tenants, or admin); "
+            "default locally: one minted from the local settings",
+        ),
     ] = None,
     rate: Annotated[float, typer.Option(min=0.001, help="Mean events per second (steady state)")] = 1000.0,
     duration: Annotated[float, typer.Option(min=0.001, help="Run length in wall seconds")] = 60.0,
@@ -89,7 +122,8 @@ def generate(
     if target is TargetKind.file:
         sink = FileTarget(output)
     elif target is TargetKind.api:
-        sink = ApiTarget(IngestClient(api_url or f"http://127.0.0.1:{settings.ingest_port}"))
+        url = api_url or f"http://127.0.0.1:{settings.ingest_port}"
+        sink = ApiTarget(IngestClient(url, token=api_token(token, settings)))
     else:
         sink = KafkaTarget(settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq)
     events = generate_events(config)

@@ -1,11 +1,15 @@
 """FastAPI ingest service: `POST /v1/events`, `/health`, `/metrics`.
 
 Run: `uvicorn --factory lakepulse.ingest.app:create_app --host 127.0.0.1 --port 8001`.
+
+With auth on (the default) `POST /v1/events` needs a bearer JWT, checked before the body is read; each event
+whose tenant the token may not write is rejected to the dead-letter topic like an invalid one.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,8 +20,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from lakepulse.auth.tokens import AccessError, Forbidden, Principal, TokenVerifier
 from lakepulse.events import event_json_schema
 from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
 from lakepulse.ingest.metrics import IngestMetrics
@@ -25,7 +31,18 @@ from lakepulse.ingest.processing import process_items
 from lakepulse.ingest.sink import EventSink, KafkaSink, KafkaUnavailable
 from lakepulse.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+
 RETRY_AFTER_S = 2
+
+# Declares the scheme in OpenAPI (the docs' Authorize button, schemathesis' auth); auto_error off, because the
+# verifier gives the reasons and the 401 with WWW-Authenticate.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="A JWT with the role `producer` and a `tenants` claim (the restaurants it may write events for); "
+    "locally `lakepulse token --role producer --tenant T1 --tenant T2` mints one. A tenant token writes its own "
+    "restaurant, an admin token any; an analyst token writes none.",
+)
 
 
 class EventResultModel(BaseModel):
@@ -88,9 +105,36 @@ def get_limits(request: Request) -> Limits:
     return request.app.state.limits
 
 
+def get_verifier(request: Request) -> TokenVerifier | None:
+    """Dependency: the app's token verifier; None when auth is off."""
+    verifier: TokenVerifier | None = request.app.state.verifier
+    return verifier
+
+
+VerifierDep = Annotated[TokenVerifier | None, Depends(get_verifier)]
+
+
+def current_writer(
+    request: Request,
+    verifier: VerifierDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal | None:
+    """Dependency: who is writing, from the bearer token (AuthError → 401, a token that writes nothing → 403),
+    resolved before the body is read; None when auth is off (every tenant may be written)."""
+    if verifier is None:
+        return None
+    # The raw header, not HTTPBearer's parse: the verifier's own checks and wording apply to every shape. Each
+    # request verifies its token (signature and expiry): nothing is cached that could outlive a token.
+    principal = verifier.authenticate(request.headers.get("authorization"))
+    if not principal.writes_events:
+        raise Forbidden(f"an {principal.role} token reads metrics; it may not write events")
+    return principal
+
+
 SinkDep = Annotated[EventSink, Depends(get_sink)]
 MetricsDep = Annotated[IngestMetrics, Depends(get_metrics)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
+WriterDep = Annotated[Principal | None, Depends(current_writer)]
 
 router = APIRouter()
 
@@ -120,21 +164,47 @@ def error_response(status: int, detail: str, headers: dict[str, str] | None = No
     return json_response({"detail": detail}, status, headers)
 
 
+async def refused(request: Request, exc: Exception) -> Response:
+    """AccessError (no or bad token 401, a token that writes nothing 403, identity provider down 503) → its
+    status and message, counted like every other answer."""
+    status = int(getattr(exc, "status_code", 401))
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"  # RFC 6750 §3
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    request.app.state.metrics.requests.labels(str(status)).inc()
+    return error_response(status, str(exc), headers)
+
+
 INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": IngestResponse, "description": "Every event has a result; rejected ones went to the DLQ"},
+    202: {
+        "model": IngestResponse,
+        "description": "Every event has a result; rejected ones (the contract's, or a tenant the token may not "
+        "write: tenant_not_allowed) went to the DLQ",
+    },
     400: {"model": ErrorResponse, "description": "Body is not JSON, NDJSON or gzip, or holds no events"},
+    401: {
+        "model": ErrorResponse,
+        "description": "No bearer token, or one that does not verify (signature, expiry, audience, issuer)",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    },
+    403: {"model": ErrorResponse, "description": "The token may write no events (an analyst token)"},
     413: {"model": ErrorResponse, "description": "Body or event count over the limit"},
     415: {"model": ErrorResponse, "description": "Unsupported Content-Type or Content-Encoding"},
     503: {
         "model": ErrorResponse,
-        "description": "Kafka did not acknowledge the events; nothing was accepted, retry after Retry-After",
+        "description": "Kafka did not acknowledge the events (or, in cluster mode, the identity provider's keys "
+        "could not be fetched); nothing was accepted, retry after Retry-After",
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
     },
 }
 
 
 @router.post("/v1/events", status_code=202, responses=INGEST_RESPONSES)
-async def ingest_events(request: Request, sink: SinkDep, metrics: MetricsDep, limits: LimitsDep) -> Response:
+async def ingest_events(
+    request: Request, writer: WriterDep, sink: SinkDep, metrics: MetricsDep, limits: LimitsDep
+) -> Response:
     """Validate events, write accepted ones to the raw topic and rejected ones to the DLQ, then answer."""
     try:
         body = await read_body(request, limits)
@@ -143,7 +213,12 @@ async def ingest_events(request: Request, sink: SinkDep, metrics: MetricsDep, li
     except BodyError as error:
         metrics.requests.labels(str(error.status)).inc()
         return error_response(error.status, error.message)
-    batch = process_items(items, datetime.now(UTC), request.headers.get("user-agent"))
+    batch = process_items(
+        items,
+        datetime.now(UTC),
+        request.headers.get("user-agent"),
+        may_write=writer.may_write if writer is not None else None,
+    )
     started = perf_counter()
     try:
         await sink.write(batch.raw_records, batch.dlq_records)
@@ -180,7 +255,8 @@ async def prometheus_metrics(metrics: MetricsDep) -> Response:
 
 
 def _openapi_with_event_body(app: FastAPI) -> dict[str, Any]:
-    """OpenAPI document whose `POST /v1/events` body is described by the event contract."""
+    """OpenAPI document whose `POST /v1/events` body is described by the event contract, and which asks for
+    the bearer token only when auth is on."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         event_schema = event_json_schema()
@@ -208,6 +284,9 @@ def _openapi_with_event_body(app: FastAPI) -> dict[str, Any]:
                 "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line"}},
             },
         }
+        if app.state.verifier is None:  # auth off: no token is asked for
+            schema["paths"]["/v1/events"]["post"].pop("security", None)
+            schema["components"].pop("securitySchemes", None)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -249,10 +328,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.limits = limits
+    app.state.verifier = TokenVerifier(settings) if settings.auth_enabled else None
+    if not settings.auth_enabled:
+        log.warning("LAKEPULSE_AUTH_ENABLED is false: the ingest API takes events for every tenant, with no token")
     app.state.metrics = IngestMetrics()
     app.state.sinks = SinkHolder(
         lambda: KafkaSink(settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq, timeout_s)
     )
+    app.add_exception_handler(AccessError, refused)
     app.include_router(router)
     app.openapi = lambda: _openapi_with_event_body(app)  # type: ignore[method-assign]
     return app

@@ -8,15 +8,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from lakepulse.auth.tokens import mint_token
 from lakepulse.platform.components.base import Context
 from lakepulse.platform.components.kafka import Kafka, kafka_answers
 from lakepulse.settings import Settings
@@ -30,6 +32,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def producer_token(settings: Settings, tenants: Iterable[str], ttl: timedelta = timedelta(minutes=30)) -> str:
+    """A local producer token for `tenants`, as a service posting those restaurants' events holds one."""
+    return mint_token(settings, role="producer", tenants=sorted(set(tenants)), ttl=ttl, subject="ingest-test")
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header carrying `token`."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.5) -> None:  # noqa: ANN001

@@ -15,7 +15,7 @@ from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.generator.targets import KafkaTarget, run
 from lakepulse.sdk import IngestClient
 from lakepulse.settings import Settings
-from tests.integration.ingest_fixtures import read_topic, start_ingest_server, topics
+from tests.integration.ingest_fixtures import bearer, producer_token, read_topic, start_ingest_server, topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka")]
 
@@ -67,6 +67,10 @@ def test_generated_traffic_through_the_api(settings: Settings, run_id: str, tmp_
     events = list(generate_events(messy_config(run_id)))
     kinds = Counter(e.kind for e in events)
     assert min(kinds[k] for k in ("valid", "late", "out_of_order", "duplicate", "malformed")) > 10
+    # A producer token for exactly the run's restaurants: every valid event may be written.
+    tenants = {orjson.loads(e.line)["tenant_id"] for e in events if e.is_valid}
+    assert len(tenants) == 4
+    token = producer_token(settings, tenants)
 
     with topics(settings.kafka_bootstrap, [raw_topic, dlq_topic]):
         server = start_ingest_server(
@@ -74,7 +78,7 @@ def test_generated_traffic_through_the_api(settings: Settings, run_id: str, tmp_
             tmp_path / "uvicorn.log",
         )
         try:
-            with IngestClient(server.url, batch_size=250) as client:
+            with IngestClient(server.url, batch_size=250, token=token) as client:
                 for event in events:
                     client.send_line(event.line)
             assert client.stats.retries == 0, client.stats.last_error
@@ -106,6 +110,6 @@ def test_missing_topic_is_a_503_not_a_500(settings: Settings, run_id: str) -> No
     app = create_app(settings.model_copy(update={"topic_events_raw": f"it.{run_id}.absent"}), delivery_timeout_s=2)
     with TestClient(app) as client:
         event = {"tenant_id": "t", "event_type": "x", "occurred_at": "2024-05-01T00:00:00Z", "source": "s"}
-        response = client.post("/v1/events", json=event)
+        response = client.post("/v1/events", json=event, headers=bearer(producer_token(settings, ["t"])))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"

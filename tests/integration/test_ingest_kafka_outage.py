@@ -13,7 +13,15 @@ import pytest
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.sdk import IngestClient
 from lakepulse.settings import Settings
-from tests.integration.ingest_fixtures import ThrowawayKafka, read_topic, start_ingest_server, topics, wait_until
+from tests.integration.ingest_fixtures import (
+    ThrowawayKafka,
+    bearer,
+    producer_token,
+    read_topic,
+    start_ingest_server,
+    topics,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +42,11 @@ def test_acknowledged_events_survive_a_broker_outage(settings: Settings, tmp_pat
             )
             lines = [e.line for e in generate_events(config) if e.is_valid][:EVENTS]
             assert len(lines) == EVENTS
+            token = producer_token(settings, {orjson.loads(line)["tenant_id"] for line in lines})
             acknowledged: list[str] = []
             client = IngestClient(
                 server.url, batch_size=100, flush_interval_s=0.05, max_retries=40, max_backoff_s=2.0,
-                on_result=lambda result: acknowledged.extend(result.accepted_ids),
+                on_result=lambda result: acknowledged.extend(result.accepted_ids), token=token,
             )  # fmt: skip
             half_sent = threading.Event()
 
@@ -56,7 +65,8 @@ def test_acknowledged_events_survive_a_broker_outage(settings: Settings, tmp_pat
 
             one = orjson.loads(lines[0])
             down = httpx.post(
-                f"{server.url}/v1/events", json={**one, "event_id": "probe-while-down"}, timeout=30
+                f"{server.url}/v1/events", json={**one, "event_id": "probe-while-down"}, headers=bearer(token),
+                timeout=30,
             )
             assert down.status_code == 503
             assert down.headers["retry-after"] == "2"

@@ -20,7 +20,9 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from lakepulse.auth import cli as api_cli
+from lakepulse.auth.cli import parse_ttl
 from lakepulse.auth.tokens import (
+    MAX_PRODUCER_TENANTS,
     AuthError,
     AuthUnavailable,
     Forbidden,
@@ -29,8 +31,8 @@ from lakepulse.auth.tokens import (
     TokenVerifier,
     bearer_token,
     mint_token,
+    principal_from_claims,
 )
-from lakepulse.auth.cli import parse_ttl
 from lakepulse.cli import app
 from lakepulse.settings import LOCAL_PLACEHOLDER_JWT_SECRET, LOCAL_PLACEHOLDER_SECRET, Settings
 
@@ -213,6 +215,56 @@ def test_explicit_tenant_role_with_tenant_claim_is_a_tenant(verifier: TokenVerif
     assert verifier.verify(hs256(claims(role="tenant"))) == Principal("someone", "demo-1", "tenant")
 
 
+# --- producer tokens (the ingest API) --------------------------------------------------------------------
+
+
+def producer_claims(**overrides: Any) -> dict[str, Any]:
+    """Valid claims of a producer token for demo-1 and demo-2, with `overrides` applied (None removes one)."""
+    return claims(**{"tenant_id": None, "role": "producer", "tenants": ["demo-1", "demo-2"], **overrides})
+
+
+def test_producer_token_names_the_tenants_it_writes(verifier: TokenVerifier) -> None:
+    principal = verifier.verify(hs256(producer_claims()))
+    assert principal == Principal("someone", None, "producer", frozenset({"demo-1", "demo-2"}))
+    assert (principal.may_write("demo-1"), principal.may_write("demo-2"), principal.may_write("demo-3")) == (
+        True, True, False)
+    assert principal.writes_events and not principal.reads_all_tenants
+
+
+def test_producer_tenants_claim_may_repeat_a_tenant_and_hold_the_cap(verifier: TokenVerifier) -> None:
+    assert verifier.verify(hs256(producer_claims(tenants=["a", "a"]))).tenants == frozenset({"a"})
+    # The claims alone: a token naming this many tenants is longer than the verifier reads (MAX_TOKEN_CHARS).
+    many = [f"t{n}" for n in range(MAX_PRODUCER_TENANTS)]
+    assert len(principal_from_claims(producer_claims(tenants=many)).tenants) == MAX_PRODUCER_TENANTS
+    with pytest.raises(AuthError, match=f"more than {MAX_PRODUCER_TENANTS}"):
+        principal_from_claims(producer_claims(tenants=[*many, "one-more"]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"tenants": None}, "needs a tenants claim"),
+        ({"tenants": []}, "needs a tenants claim"),
+        ({"tenants": "demo-1"}, "needs a tenants claim"),
+        ({"tenants": {"demo-1": True}}, "needs a tenants claim"),
+        ({"tenants": ["demo-1", "a'b"]}, "not a tenant id"),
+        ({"tenants": ["demo-1", 42]}, "not a tenant id"),
+        ({"tenants": ["demo-1", ["demo-2"]]}, "not a tenant id"),
+        ({"tenants": ["demo-1", "x" * 65]}, "not a tenant id"),
+        ({"tenant_id": "demo-1"}, "both a tenant_id and the producer role"),
+    ],
+)
+def test_bad_producer_scope_is_refused(verifier: TokenVerifier, overrides: dict[str, Any], reason: str) -> None:
+    assert_refused(verifier, hs256(producer_claims(**overrides)), reason)
+
+
+@pytest.mark.parametrize("role", [None, "tenant", "analyst", "admin"])
+def test_tenants_claim_without_the_producer_role_is_refused(verifier: TokenVerifier, role: str | None) -> None:
+    tenant = "demo-1" if role in (None, "tenant") else None
+    token = hs256(claims(role=role, tenant_id=tenant, tenants=["demo-2"]))
+    assert_refused(verifier, token, "tenants claim but not the producer role")
+
+
 # --- tenancy -----------------------------------------------------------------------------------------
 
 
@@ -251,6 +303,46 @@ def test_principal_refuses_an_inconsistent_scope(tenant_id: str | None, role: st
         Principal(subject="s", tenant_id=tenant_id, role=role)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("tenant_id", "role", "tenants"),
+    [
+        (None, "producer", frozenset()),
+        ("demo-1", "producer", frozenset({"demo-1"})),
+        (None, "producer", frozenset({"a'b"})),
+        (None, "producer", frozenset(f"t{n}" for n in range(MAX_PRODUCER_TENANTS + 1))),
+        (None, "producer", {"demo-1"}),  # a mutable set could change after the checks
+        ("demo-1", "tenant", frozenset({"demo-2"})),
+        (None, "admin", frozenset({"demo-2"})),
+        (None, "analyst", frozenset({"demo-2"})),
+    ],
+)
+def test_principal_keeps_tenants_to_producers(tenant_id: str | None, role: str, tenants: Any) -> None:
+    with pytest.raises(ValueError):
+        Principal(subject="s", tenant_id=tenant_id, role=role, tenants=tenants)  # type: ignore[arg-type]
+
+
+def test_producer_reads_no_metrics() -> None:
+    producer = Principal("p", None, "producer", frozenset({"demo-1"}))
+    for requested in (None, "demo-1", "demo-2", "a'b"):
+        with pytest.raises(Forbidden, match="producer token writes events; it may not read metrics") as refused:
+            producer.tenant_for(requested)
+        assert refused.value.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("principal", "writable"),
+    [
+        (Principal("p", None, "producer", frozenset({"demo-1", "demo-2"})), {"demo-1", "demo-2"}),
+        (Principal("r", "demo-1", "tenant"), {"demo-1"}),
+        (Principal("a", None, "admin"), {"demo-1", "demo-2", "demo-3"}),
+        (Principal("a", None, "analyst"), set()),
+    ],
+)
+def test_who_may_write_which_tenant(principal: Principal, writable: set[str]) -> None:
+    assert {t for t in ("demo-1", "demo-2", "demo-3") if principal.may_write(t)} == writable
+    assert principal.writes_events == bool(writable)
+
+
 # --- minting -------------------------------------------------------------------------------------------
 
 
@@ -267,6 +359,35 @@ def test_principal_refuses_an_inconsistent_scope(tenant_id: str | None, role: st
     ],
 )
 def test_mint_refuses_bad_requests(settings: Settings, kwargs: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        mint_token(settings, **kwargs)
+
+
+def test_minted_producer_token_round_trips(settings: Settings, verifier: TokenVerifier) -> None:
+    token = mint_token(settings, role="producer", tenants=["demo-2", "demo-1", "demo-2"], ttl=timedelta(minutes=5))
+    assert verifier.verify(token) == Principal("local-producer", None, "producer", frozenset({"demo-1", "demo-2"}))
+    payload = jwt.decode(token, SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
+    assert (payload["role"], payload["tenants"], payload["exp"] - payload["iat"]) == (
+        "producer", ["demo-1", "demo-2"], 300)
+    assert "tenant_id" not in payload
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"role": "producer"}, "at least one tenant"),
+        ({"role": "producer", "tenants": []}, "at least one tenant"),
+        ({"role": "producer", "tenants": "demo-1"}, "not one string"),
+        ({"role": "producer", "tenant": "demo-1"}, "tenants, not tenant"),
+        ({"role": "producer", "tenants": ["demo-1", "a'b"]}, "every tenant must be"),
+        ({"role": "producer", "tenants": [f"t{n}" for n in range(MAX_PRODUCER_TENANTS + 1)]}, "at most 1000"),
+        # Within the cap but too long for a header the verifier takes: refused when minted, not when used.
+        ({"role": "producer", "tenants": [f"{n:064d}" for n in range(200)]}, "longer than 8192"),
+        ({"tenant": "demo-1", "tenants": ["demo-1"]}, "only a producer token names several tenants"),
+        ({"role": "admin", "tenants": ["demo-1"]}, "only a producer token names several tenants"),
+    ],
+)
+def test_mint_refuses_bad_producer_requests(settings: Settings, kwargs: dict[str, Any], reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         mint_token(settings, **kwargs)
 
@@ -396,6 +517,13 @@ def test_rs256_token_verifies_through_the_jwks(cluster_settings: Settings, rsa_k
     assert analyst.reads_all_tenants and analyst.tenant_for("demo-3") == "demo-3"
 
 
+def test_rs256_producer_token_verifies_through_the_jwks(cluster_settings: Settings,
+                                                        rsa_key: rsa.RSAPrivateKey) -> None:
+    token = rs256(rsa_key, tenant_id=None, role="producer", tenants=["rest-1"])
+    principal = TokenVerifier(cluster_settings).verify(token)
+    assert principal == Principal("someone", None, "producer", frozenset({"rest-1"}))
+
+
 def test_jwks_is_fetched_once_then_cached(cluster_settings: Settings, rsa_key: rsa.RSAPrivateKey,
                                           jwks: JwksServer) -> None:
     verifier = TokenVerifier(cluster_settings)
@@ -498,9 +626,20 @@ def test_cli_mints_analyst_tokens(cli_settings: Settings) -> None:
     assert principal == Principal("ana", None, "analyst")
 
 
+def test_cli_mints_producer_tokens_for_repeated_tenants(cli_settings: Settings) -> None:
+    result = CliRunner().invoke(app, ["token", "--role", "producer", "--tenant", "demo-1", "--tenant", "demo-2"])
+    assert result.exit_code == 0, result.stderr
+    principal = TokenVerifier(cli_settings).verify(result.stdout.strip())
+    assert principal == Principal("local-producer", None, "producer", frozenset({"demo-1", "demo-2"}))
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
+        (["--tenant", "demo-1", "--tenant", "demo-2"], "only a producer token"),
+        (["--role", "analyst", "--tenant", "demo-1", "--tenant", "demo-2"], "only a producer token"),
+        (["--role", "producer"], "at least one tenant"),
+        (["--role", "producer", "--tenant", "demo-1", "--tenant", "a'b"], "every tenant must be"),
         (["--role", "analyst", "--tenant", "demo-1"], "drop the"),
         (["--tenant", "demo-1", "--ttl", "soon"], "e.g. 30m"),
         (["--tenant", "a'b"], "tenant must be"),

@@ -1,4 +1,5 @@
-"""The ingest route with an injected sink: statuses, per-event results, metrics."""
+"""The ingest route with an injected sink: statuses, per-event results, metrics (authenticated as a producer
+of t1; the auth paths themselves are in test_producer_auth.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from lakepulse.auth.tokens import mint_token
 from lakepulse.ingest.app import create_app, get_sink
 from lakepulse.ingest.body import Limits
 from lakepulse.ingest.processing import KafkaRecord
 from lakepulse.ingest.sink import KafkaUnavailable
+from lakepulse.settings import get_settings
 
 EVENT = {"tenant_id": "t1", "event_type": "signup", "occurred_at": "2024-05-01T00:00:00Z", "source": "web"}
 
@@ -47,7 +50,8 @@ def sink() -> RecordingSink:
 def client(sink: RecordingSink) -> Iterator[TestClient]:
     app = create_app(limits=Limits(max_body_bytes=50_000, max_events=100))
     app.dependency_overrides[get_sink] = lambda: sink
-    with TestClient(app) as test_client:
+    token = mint_token(get_settings(), role="producer", tenants=["t1"])
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as test_client:
         yield test_client
 
 
@@ -130,9 +134,13 @@ def test_health_is_ok_when_kafka_answers(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok", "kafka": "up"}
 
 
-def test_openapi_describes_the_event_body_and_the_503() -> None:
+def test_openapi_describes_the_event_body_the_503_and_the_bearer_token() -> None:
     schema = create_app().openapi()
     post = schema["paths"]["/v1/events"]["post"]
     assert set(post["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
     assert "Retry-After" in post["responses"]["503"]["headers"]
+    assert post["security"] == [{"HTTPBearer": []}]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert "WWW-Authenticate" in post["responses"]["401"]["headers"]
+    assert "security" not in schema["paths"]["/health"]["get"]
     assert "OrderPlacedProperties" in schema["components"]["schemas"]
