@@ -60,6 +60,13 @@ ORDERS = TableSpec(
     "orders", ORDER_KEY, (), "NOT (" + " AND ".join(_same(c) for c in ORDER_COMPARED) + ")"
 )
 GOLD_TABLES: dict[str, TableSpec] = {"minute": METRICS_MINUTE, "hour": METRICS_HOUR, "day": METRICS_DAY}
+# The exact route to distinct users (Trino cannot merge the minute rows' sketches): one row per user and UTC day
+# for each tuple of active_users' catalog dimensions (checked against the catalog by the transform).
+USER_ACTIVITY_DIMS: tuple[str, ...] = ("country", "device")
+USER_ACTIVITY = TableSpec(
+    "user_activity_daily", ("tenant_id", "activity_date", "user_id", *USER_ACTIVITY_DIMS), ("activity_date",),
+    "NOT (" + " AND ".join(_same(c) for c in ("events", "first_seen", "last_seen")) + ")",
+)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Gold: Delta `events` → minute, hour and day aggregates and order history, via the shared metric library."""
+"""Gold: Delta `events` → minute, hour and day aggregates, order history and daily user activity, via the shared
+metric library."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from lakepulse.aggregations import (
     with_rollup,
 )
 from lakepulse.aggregations.state import MAX_PREP
-from lakepulse.catalog import get_catalog
+from lakepulse.catalog import Catalog, get_catalog
 from spark_jobs.bronze import events_scope
 from spark_jobs.common import (
     EVENTS,
     GOLD_TABLES,
     ORDERS,
+    USER_ACTIVITY,
+    USER_ACTIVITY_DIMS,
     Lake,
     TimeRange,
     batch_spark,
@@ -36,6 +39,8 @@ from spark_jobs.common import (
 PREP_LOOKBACK = timedelta(hours=int(MAX_PREP.split()[0]))
 # Orders live for hours: their state is rebuilt from every event of the order within this margin.
 ORDER_MARGIN = timedelta(days=1)
+# The distinct metric user_activity_daily makes exact in Trino.
+ACTIVE_USERS = "active_users"
 
 
 def with_window_date(partials_df: DataFrame) -> DataFrame:
@@ -82,6 +87,51 @@ def partial_scope(rng: TimeRange, metrics: Sequence[str], alias: str | None = "t
     return scope + (f" AND {p}metric IN ({sql_list(metrics)})" if metrics else "")
 
 
+def filter_active_user_events(events_df: DataFrame, catalog: Catalog | None = None) -> DataFrame:
+    """Normalized events → the ones the catalog's active_users counts, as tenant_id, occurred_at, user_id (the
+    metric's distinct value) and its dimension columns (a missing value as "", as in the metric's dims_key)."""
+    catalog = catalog or get_catalog()
+    metric = catalog.metric(ACTIVE_USERS)
+    if (metric.kind, metric.source, metric.explode) != ("distinct", "events", None) or sorted(
+            metric.dimensions) != sorted(USER_ACTIVITY_DIMS):
+        # The table's columns and merge keys are fixed; a changed declaration needs a new table, not drift.
+        raise ValueError(f"{ACTIVE_USERS} is declared as {metric}, user_activity_daily has dimensions "
+                         f"{USER_ACTIVITY_DIMS}: change the table with the catalog")
+    user = F.expr(metric.value or "").cast("string")
+    counts = user.isNotNull()
+    if metric.event_types:
+        counts = counts & F.col("event_type").isin(list(metric.event_types))
+    if metric.where:
+        counts = counts & F.expr(metric.where)
+    dims = [F.coalesce(F.expr(catalog.dimensions[d].expr).cast("string"), F.lit("")).alias(d)
+            for d in USER_ACTIVITY_DIMS]
+    return events_df.where(counts).select("tenant_id", "occurred_at", user.alias("user_id"), *dims)
+
+
+def with_user_activity_daily(events_df: DataFrame, catalog: Catalog | None = None) -> DataFrame:
+    """Normalized events → user_activity_daily rows: one per tenant_id, activity_date (UTC date of occurred_at),
+    user_id and dimension tuple of the events active_users counts, with their `events`, `first_seen`, `last_seen`."""
+    return (
+        filter_active_user_events(events_df, catalog)
+        .withColumn("activity_date", F.to_date("occurred_at"))
+        .groupBy(*USER_ACTIVITY.keys)
+        .agg(F.count(F.lit(1)).alias("events"), F.min("occurred_at").alias("first_seen"),
+             F.max("occurred_at").alias("last_seen"))
+    )
+
+
+def activity_scope(rng: TimeRange, alias: str | None = "t") -> str:
+    """SQL over user_activity_daily selecting every UTC day the range touches (its partitions)."""
+    p = f"{alias}." if alias else ""
+    days = ", ".join(f"DATE '{d}'" for d in rng.dates())
+    return f"{p}activity_date IN ({days})"
+
+
+def rebuilds_user_activity(rng: TimeRange) -> bool:
+    """Whether a rebuild of the range's metrics covers user_activity_daily (all metrics, or active_users)."""
+    return not rng.metrics or ACTIVE_USERS in rng.metrics
+
+
 def read_events(spark: SparkSession, lake: Lake, rng: TimeRange) -> DataFrame:
     """Bronze rows of the range, parsed into the library's event columns, invalid rows dropped."""
     events_df = spark.read.format("delta").load(lake.path(EVENTS)).where(events_scope(rng, None))
@@ -115,9 +165,19 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, dict[str, 
             spark, rolled_df, spec, lake.path(spec), scope=partial_scope(whole, rng.metrics),
             delete_missing=True,
         )
+    if rebuilds_user_activity(rng):
+        results["user_activity"] = run_user_activity(spark, lake, rng)
     if not rng.metrics:
         results["orders"] = run_orders(spark, lake, rng)
     return results
+
+
+def run_user_activity(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, int]:
+    """Rebuild user_activity_daily for every whole UTC day the range touches, from bronze: a day is complete even if
+    the range covers part of it, and a rerun writes the same rows (rows bronze no longer gives are deleted)."""
+    activity_df = with_user_activity_daily(read_events(spark, lake, rng.widened("day")))
+    return merge_rows(spark, activity_df, USER_ACTIVITY, lake.path(USER_ACTIVITY), scope=activity_scope(rng),
+                      delete_missing=True)
 
 
 def run_orders(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, int]:

@@ -19,8 +19,18 @@ from lakepulse.aggregations import filter_valid_events, with_normalized_events, 
 from lakepulse.batch.seam import publish
 from lakepulse.settings import get_settings
 from spark_jobs.bronze import with_deduplicated_events
-from spark_jobs.common import EVENTS, GOLD_TABLES, ORDERS, Lake, TableSpec, TimeRange, batch_spark, ensure_table
-from spark_jobs.gold import with_gold_minutes, with_window_date
+from spark_jobs.common import (
+    EVENTS,
+    GOLD_TABLES,
+    ORDERS,
+    USER_ACTIVITY,
+    Lake,
+    TableSpec,
+    TimeRange,
+    batch_spark,
+    ensure_table,
+)
+from spark_jobs.gold import with_gold_minutes, with_user_activity_daily, with_window_date
 from spark_jobs.raw import RAW_SCHEMA
 
 _ANY_MINUTE = TimeRange(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
@@ -36,6 +46,7 @@ def empty_tables(spark: SparkSession) -> list[tuple[TableSpec, DataFrame]]:
         rolled_df = with_window_date(with_rollup(minutes_df.drop("window_date"), grain))
         tables.append((GOLD_TABLES[grain], rolled_df))
     tables.append((ORDERS, with_order_state(normalized_df, touched_by=F.lit(True))))
+    tables.append((USER_ACTIVITY, with_user_activity_daily(normalized_df)))
     return tables
 
 

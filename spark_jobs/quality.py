@@ -12,8 +12,23 @@ from lakepulse.aggregations import COURIER_STATUSES, ORDER_STATUSES, filter_vali
 from lakepulse.batch.quality import QualityError, gate, validate
 from lakepulse.catalog import get_catalog
 from spark_jobs.bronze import events_scope
-from spark_jobs.common import EVENTS, GOLD_TABLES, ArchiveCutoffs, Lake, TimeRange, batch_spark, job_args
-from spark_jobs.gold import partial_scope
+from spark_jobs.common import (
+    EVENTS,
+    GOLD_TABLES,
+    USER_ACTIVITY,
+    ArchiveCutoffs,
+    Lake,
+    TimeRange,
+    batch_spark,
+    job_args,
+)
+from spark_jobs.gold import (
+    activity_scope,
+    filter_active_user_events,
+    partial_scope,
+    read_events,
+    rebuilds_user_activity,
+)
 from spark_jobs.raw import read_raw
 
 
@@ -33,6 +48,33 @@ def with_bronze_checks(events_df: DataFrame) -> DataFrame:
 def totals_row(name: str, observed: int, expected: int) -> tuple[str, int, int]:
     """One row of the totals check."""
     return (name, observed, expected)
+
+
+def with_user_activity_recount(activity_df: DataFrame, events_df: DataFrame) -> DataFrame:
+    """user_activity_daily rows and the normalized bronze events of the same days → one row per tenant and day
+    found in either: distinct users and events as stored (users, events) and recounted from the events
+    (recount_users, recount_events)."""
+    stored_df = activity_df.groupBy("tenant_id", "activity_date").agg(
+        F.countDistinct("user_id").alias("users"), F.sum("events").alias("events"))
+    recount_df = (filter_active_user_events(events_df)
+                  .groupBy("tenant_id", F.to_date("occurred_at").alias("activity_date"))
+                  .agg(F.countDistinct("user_id").alias("recount_users"), F.count(F.lit(1)).alias("recount_events")))
+    return stored_df.join(recount_df, ["tenant_id", "activity_date"], "full_outer")
+
+
+def user_activity_rows(recount_df: DataFrame) -> list[tuple[str, int, int]]:
+    """The totals rows of with_user_activity_recount's result (one small collect)."""
+    users, recount_users = F.coalesce(F.col("users"), F.lit(0)), F.coalesce(F.col("recount_users"), F.lit(0))
+    events, recount_events = F.coalesce(F.col("events"), F.lit(0)), F.coalesce(F.col("recount_events"), F.lit(0))
+    differs = (users != recount_users) | (events != recount_events)
+    got = recount_df.agg(F.sum(users), F.sum(recount_users), F.sum(events), F.sum(recount_events),
+                         F.count(F.when(differs, 1))).collect()[0]
+    n = [int(v or 0) for v in got]
+    return [
+        totals_row("user_activity users per tenant-day = bronze recount (summed over tenant-days)", n[0], n[1]),
+        totals_row("user_activity events = bronze events with a user", n[2], n[3]),
+        totals_row("user_activity tenant-days that differ from the bronze recount", n[4], 0),
+    ]
 
 
 def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: ArchiveCutoffs | None = None) -> str:
@@ -58,17 +100,26 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: Archiv
     ]
     if not rng.metrics or "events" in rng.metrics:
         rows.append(totals_row("events metric = valid bronze events", int(events_metric), valid_events))
+    frames = {"bronze": checks_df, "gold": minute_df}
+    if rebuilds_user_activity(rng):
+        # gold rebuilt every whole day the range touches: check those days against all of their bronze rows.
+        activity_df = (spark.read.format("delta").load(lake.path(USER_ACTIVITY)).where(activity_scope(rng, None))
+                       .cache())
+        rows += user_activity_rows(with_user_activity_recount(activity_df, read_events(spark, lake,
+                                                                                       rng.widened("day"))))
+        frames["user_activity"] = activity_df
     totals_df = spark.createDataFrame(rows, "check string, observed long, expected long")
     params = {
         "order_statuses": list(ORDER_STATUSES),
         "courier_statuses": list(COURIER_STATUSES),
         "metrics": [m.name for m in get_catalog().metrics],
+        "user_activity_keys": list(USER_ACTIVITY.keys),
     }
     try:
-        outcomes = validate({"bronze": checks_df, "gold": minute_df, "totals": totals_df}, params)
+        outcomes = validate({**frames, "totals": totals_df}, params)
     finally:
-        checks_df.unpersist()
-        minute_df.unpersist()
+        for df in frames.values():
+            df.unpersist()
     # The totals check names its rows: put the failing ones in the report, not just their index.
     failed_totals = [r[0] + f" (observed {r[1]}, expected {r[2]})" for r in rows if r[1] != r[2]]
     for o in outcomes:

@@ -68,13 +68,22 @@ def _expectations(kind: str, params: dict[str, Any]) -> list[Any]:
             gxe.ExpectColumnValuesToBeInSet(column="metric", value_set=params["metrics"]),
             gxe.ExpectColumnValuesToBeBetween(column="count", min_value=1),
         ]
+    if kind == "user_activity":
+        keys = list(params["user_activity_keys"])
+        return [
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in (*keys, "first_seen", "last_seen")],
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=keys),
+            gxe.ExpectColumnValuesToBeBetween(column="events", min_value=1),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="last_seen", column_B="first_seen", or_equal=True),
+        ]
     if kind == "totals":
         return [gxe.ExpectColumnPairValuesToBeEqual(column_A="observed", column_B="expected")]
     raise ValueError(kind)
 
 
 def validate(frames: dict[str, DataFrame], params: dict[str, Any]) -> list[Outcome]:
-    """Run the suite of each named DataFrame ("bronze", "gold", "totals") and collect every outcome."""
+    """Run the suite of each named DataFrame ("bronze", "gold", "user_activity", "totals") and collect every
+    outcome."""
     # great-expectations logs and draws progress bars generously; the report below is what matters.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lakepulse.catalog import get_catalog
-from lakepulse.catalog.trino import DELTA_SCHEMA, render_view, trino_views
+from lakepulse.catalog.trino import DELTA_SCHEMA, activity_views, render_view, trino_views
 from lakepulse.platform.components.minio import s3_client
 from lakepulse.settings import Settings
 
-# Delta tables the batch layer registers in Trino's metastore (the seam view reads metrics_minute).
-TRINO_TABLES = ("events", "metrics_minute", "metrics_hour", "metrics_day", "orders")
+# Delta tables the batch layer registers in Trino's metastore (the seam view reads metrics_minute, the active-user
+# views user_activity_daily).
+TRINO_TABLES = ("events", "metrics_minute", "metrics_hour", "metrics_day", "orders", "user_activity_daily")
 # The views' seam before the first hourly run: nothing is behind it, so every minute comes from Pinot.
 NO_SEAM = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -108,8 +109,10 @@ def hourly_range(tick: datetime, lookback_hours: int, seam: datetime | None,
 
 
 def view_statements(seam: datetime, schema: str = DELTA_SCHEMA) -> list[str]:
-    """The seam and metric views with the seam literal filled in, targeting `schema`."""
-    rendered = [render_view(sql, seam) for _, sql in sorted(trino_views(get_catalog()).items())]
+    """The seam, metric and active-user views with the seam literal filled in, targeting `schema` (in file-name
+    order: a view comes after the views it reads)."""
+    views = {**trino_views(get_catalog()), **activity_views()}
+    rendered = [render_view(sql, seam) for _, sql in sorted(views.items())]
     if schema != DELTA_SCHEMA:
         rendered = [sql.replace(f"{DELTA_SCHEMA}.", f"{schema}.") for sql in rendered]
     return [sql.strip().rstrip(";") for sql in rendered]

@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -23,13 +23,13 @@ import pytest
 from lakepulse.batch.pinot import minute_rows
 from lakepulse.batch.quality import QualityError
 from lakepulse.batch.sample import raw_rows
-from lakepulse.batch.seam import read_seam, write_seam
+from lakepulse.batch.seam import TRINO_TABLES, read_seam, write_seam
 from lakepulse.catalog import get_catalog
 from lakepulse.generator.scenario import GeneratorConfig
 from lakepulse.platform.components.trino import query
 from lakepulse.settings import Settings
 from spark_jobs import bronze, gold, pipeline, reconcile
-from spark_jobs.common import EVENTS, GOLD_TABLES, ORDERS, Lake, TimeRange
+from spark_jobs.common import EVENTS, GOLD_TABLES, ORDERS, USER_ACTIVITY, Lake, TimeRange
 from spark_jobs.raw import RAW_SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -95,6 +95,21 @@ def recount(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str, datetime], 
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
+def recount_users(rows: list[dict[str, Any]]) -> dict[tuple[str, date, str, str], set[str]]:
+    """Independent recount of active users from the raw rows: the first copy of each event_id, events with a
+    user_id, per (tenant, UTC day, country, device) ("" for a missing dimension) → the set of user ids."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        seen.setdefault(r["event_id"], r)
+    users: dict[tuple[str, date, str, str], set[str]] = defaultdict(set)
+    for r in seen.values():
+        p = orjson.loads(r["properties"])
+        if p.get("user_id"):
+            day = r["occurred_at"].astimezone(UTC).date()
+            users[(r["tenant_id"], day, p.get("country") or "", p.get("device") or "")].add(p["user_id"])
+    return users
+
+
 def delta_minutes(spark: Any, lake: Lake, metrics: tuple[str, ...]) -> dict[tuple[str, str, str, datetime],
                                                                              tuple[int, float | None]]:
     rows = (spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"])).where(F.col("metric").isin(*metrics))
@@ -116,7 +131,7 @@ def same(expected: dict[Any, tuple[int, float | None]], actual: dict[Any, tuple[
 def snapshot(spark: Any, lake: Lake) -> dict[str, list[Any]]:
     """Every row of every batch table (maps dropped: not comparable), sorted."""
     out = {}
-    for spec in (EVENTS, *GOLD_TABLES.values(), ORDERS):
+    for spec in (EVENTS, *GOLD_TABLES.values(), ORDERS, USER_ACTIVITY):
         df = spark.read.format("delta").load(lake.path(spec))
         out[spec.name] = sorted(tuple(r) for r in df.drop("dims").collect())
     return out
@@ -158,10 +173,10 @@ def batch(spark: Any, settings: Settings) -> Iterator[dict[str, Any]]:
     yield {"lake": lake, "rows": rows, "range": TimeRange(start, start + timedelta(hours=1)),
            "prefix": f"b{rid}-"}
     schema = lake.trino_schema
-    views = ["metrics_minute_all", *[f"metric_{m.name}" for m in get_catalog().metrics]]
+    views = ["metrics_minute_all", *[f"metric_{m.name}" for m in get_catalog().metrics], "active_users_daily",
+             "active_users_daily_by_dims"]
     for stmt in [f"DROP VIEW IF EXISTS {schema}.{v}" for v in views] + [
-            f"CALL delta.system.unregister_table('{schema.split('.')[1]}', '{t}')"
-            for t in ("events", "metrics_minute", "metrics_hour", "metrics_day", "orders")] + [
+            f"CALL delta.system.unregister_table('{schema.split('.')[1]}', '{t}')" for t in TRINO_TABLES] + [
             f"DROP SCHEMA IF EXISTS {schema}"]:
         with contextlib.suppress(Exception):  # best-effort cleanup of the test's schema
             query(settings, stmt, 60)
@@ -195,6 +210,32 @@ def test_hourly_run_equals_recount_and_pinot_converges(spark: Any, settings: Set
     total = query(settings, f"SELECT sum(\"count\") FROM {lake.trino_schema}.metrics_minute_all WHERE metric = "
                             f"'events' AND tenant_id LIKE '{batch['prefix']}%'", 120)
     assert total == [[len({r["event_id"] for r in rows})]]
+    assert_exact_active_users(settings, lake, rng, batch["prefix"], rows)
+
+
+def assert_exact_active_users(settings: Settings, lake: Lake, rng: TimeRange, prefix: str,
+                              rows: list[dict[str, Any]]) -> None:
+    """Trino's active-user views and user_activity_daily give exactly the recount's distinct users."""
+    users = recount_users(rows)
+    per_day: dict[tuple[str, date], set[str]] = defaultdict(set)
+    for (tenant, day, _country, _device), ids in users.items():
+        per_day[(tenant, day)] |= ids
+    assert len(per_day) >= 2 and min(len(ids) for ids in per_day.values()) > 10  # real numbers to compare
+    schema = lake.trino_schema
+    daily = query(settings, f"SELECT tenant_id, activity_date, active_users, is_final FROM {schema}.active_users_daily "
+                            f"WHERE tenant_id LIKE '{prefix}%'", 120)
+    # The seam is the range's end: a day is final once it ends at or before it.
+    assert {(r[0], r[1]): (r[2], r[3]) for r in daily} == {
+        k: (len(ids), k[1] < rng.end.date()) for k, ids in per_day.items()}
+    by_dims = query(settings, f"SELECT tenant_id, activity_date, country, device, active_users FROM "
+                              f"{schema}.active_users_daily_by_dims WHERE tenant_id LIKE '{prefix}%'", 120)
+    assert {tuple(r[:4]): r[4] for r in by_dims} == {k: len(ids) for k, ids in users.items()}
+    # Any day range of one tenant, straight from the table: distinct over the range, not a sum of days.
+    tenant = min(t for t, _ in per_day)
+    first, last = min(d for t, d in per_day if t == tenant), max(d for t, d in per_day if t == tenant)
+    in_range = query(settings, f"SELECT count(DISTINCT user_id) FROM {schema}.user_activity_daily WHERE tenant_id = "
+                               f"'{tenant}' AND activity_date BETWEEN DATE '{first}' AND DATE '{last}'", 120)
+    assert in_range == [[len(set().union(*[ids for (t, _), ids in per_day.items() if t == tenant]))]]
 
 
 @pytest.mark.needs("minio", "kafka", "pinot")

@@ -70,6 +70,7 @@ def test_gate_report_lists_failures_first_and_raises() -> None:
     assert gate([ok], "[a, b)").startswith("quality gate passed")
 
 
+@pytest.mark.spark
 def test_dedup_keeps_the_first_received_copy(spark) -> None:  # type: ignore[no-untyped-def]
     from spark_jobs.bronze import with_deduplicated_events
     from spark_jobs.raw import RAW_SCHEMA
@@ -84,6 +85,7 @@ def test_dedup_keeps_the_first_received_copy(spark) -> None:  # type: ignore[no-
     assert rows["a"]["kafka_offset"] == 9 and rows["a"]["event_date"] == "2026-05-01"
 
 
+@pytest.mark.spark
 def test_minute_differences_classify_missing_extra_and_changed(spark) -> None:  # type: ignore[no-untyped-def]
     from spark_jobs.reconcile import with_minute_differences
 
@@ -136,6 +138,7 @@ def _raw_row(eid: str, topic: str | None, partition: int | None, offset: int | N
     return (eid, "t", "page_view", occurred, occurred, "s", None, "{}", topic, partition, offset)
 
 
+@pytest.mark.spark
 def test_filter_archived_before_keeps_rows_below_their_partitions_cutoff(spark) -> None:  # type: ignore[no-untyped-def]
     from spark_jobs.raw import RAW_SCHEMA, filter_archived_before
 
@@ -156,6 +159,7 @@ def test_filter_archived_before_keeps_rows_below_their_partitions_cutoff(spark) 
     assert filter_archived_before(raw_df, {}).count() == raw_df.count()  # an empty mapping is no cutoff
 
 
+@pytest.mark.spark
 def test_read_raw_applies_the_cutoff_only_when_given(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """read_raw on an archive laid out as the sink writes it: the range filter, then the snapshot filter."""
     import pyspark.sql.functions as F

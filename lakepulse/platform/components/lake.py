@@ -13,7 +13,8 @@ from lakepulse.platform.proc import run_logged
 
 def expected_relations() -> set[str]:
     """Every table and view an analyst finds in Trino's `delta.lakepulse` schema."""
-    views = {"metrics_minute_all", *(f"metric_{m.name}" for m in get_catalog().metrics)}
+    views = {"metrics_minute_all", *(f"metric_{m.name}" for m in get_catalog().metrics),
+             "active_users_daily", "active_users_daily_by_dims"}
     return set(TRINO_TABLES) | views
 
 
