@@ -6,83 +6,19 @@ seam view then equals an independent recount of what was posted, each minute fro
 
 from __future__ import annotations
 
-import time
-import uuid
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 
-import pyarrow.compute as pc
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from lakepulse import archive
-from lakepulse.batch.airflow_api import AirflowApi
-from lakepulse.batch.pinot import broker_rows
-from lakepulse.batch.seam import production_seam_uri, read_seam
-from lakepulse.platform.components.airflow import HOURLY_DAG, airflow_password
-from lakepulse.platform.components.base import Context
-from lakepulse.platform.components.connect_sink import archived_offsets, offset_key
 from lakepulse.platform.components.lake import expected_relations
 from lakepulse.platform.components.trino import connect
 from lakepulse.settings import Settings
-from tests.stack_events import order, post, wait_for
+from tests.e2e.conftest import NEEDS
+from tests.e2e.served import HOURLY_RUN_WAIT_S, Served
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.needs("ingest", "kafka", "connect", "minio", "pinot", "streaming", "trino",
-                                "airflow-api", "airflow-scheduler", "airflow-dag-processor")]
-
-PINOT_WAIT_S = 120  # bounded waits, not timing assertions: the measured times are printed
-ARCHIVE_WAIT_S = 300  # Connect uploads an open file after 60 s (plus up to ~10 s of polling)
-HOURLY_RUN_WAIT_S = 1800
-REPO = Path(__file__).resolve().parents[2]
-TICK_MINUTE = 5  # lakepulse_hourly's cron: "5 * * * *"
-
-
-def pinot_orders(settings: Settings, tenant: str) -> tuple[int, float]:
-    """orders_placed count and gross_sales sum of the tenant in Pinot (current upserted rows only)."""
-    rows = broker_rows(settings.pinot_broker_url,
-                       "SELECT metric, SUM(\"count\") AS n, SUM(\"sum\") AS s FROM metrics_minute "
-                       f"WHERE tenant_id = '{tenant}' AND metric IN ('orders_placed', 'gross_sales') "
-                       "GROUP BY metric LIMIT 10")
-    by_metric = {r["metric"]: r for r in rows}
-    return (int(by_metric.get("orders_placed", {}).get("n", 0)),
-            float(by_metric.get("gross_sales", {}).get("s", 0.0)))
-
-
-def archived_ids(settings: Settings, tenant: str, start: datetime, end: datetime) -> set[str]:
-    table = archive.read_events(settings, start, end, columns=["event_id"], where=pc.field("tenant_id") == tenant)
-    return set(table.column("event_id").to_pylist())
-
-
-def end_offsets(settings: Settings) -> dict[str, int]:
-    """events.raw's end offset per partition (keys as the archive cutoff names them)."""
-    topic = settings.topic_events_raw
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"e2e-{uuid.uuid4().hex}"})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {offset_key(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in parts}
-    finally:
-        consumer.close()
-
-
-def committed_past(settings: Settings, targets: dict[str, int]) -> bool:
-    """Whether the raw-archive connector has committed every partition up to `targets` (what plan_range's
-    snapshot then includes: Connect commits an upload up to ~10 s after it lands)."""
-    committed = archived_offsets(REPO, settings)
-    return all(committed.get(key, 0) >= end for key, end in targets.items())
-
-
-def free_tick(api: AirflowApi, now: datetime) -> datetime:
-    """The newest scheduler tick (five past an hour) <= now without a run of the hourly DAG yet (the scheduler may
-    have made one: a second run may not take its logical date)."""
-    taken = {datetime.fromisoformat(r["logical_date"]) for r in api.runs(HOURLY_DAG) if r.get("logical_date")}
-    tick = now.replace(minute=TICK_MINUTE, second=0, microsecond=0)
-    if tick > now:
-        tick -= timedelta(hours=1)
-    while tick in taken:
-        tick -= timedelta(hours=1)
-    return tick
+# The shared hourly run (the `served` fixture) is set up inside the first test that asks for it.
+pytestmark = [pytest.mark.integration, pytest.mark.needs(*NEEDS),
+              pytest.mark.timeout(HOURLY_RUN_WAIT_S + 900)]
 
 
 def seam_view_totals(settings: Settings, tenant: str) -> dict[tuple[str, str], tuple[int, float]]:
@@ -98,57 +34,23 @@ def seam_view_totals(settings: Settings, tenant: str) -> dict[tuple[str, str], t
         conn.close()
 
 
-def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_run(stack: Context) -> None:
-    settings = stack.settings
-    tenant = f"e2e-{uuid.uuid4().hex[:10]}"
-    now = datetime.now(UTC)
-    api = AirflowApi.login(settings.airflow_url, settings.airflow_user, airflow_password(stack))
-    tick = free_tick(api, now)
-    hour_end = tick.replace(minute=0)  # the run at tick rebuilds up to the hour before it
-    # The hour the run rebuilds: late for the speed layer, so only the batch layer can count it.
-    past = [order(tenant, hour_end - timedelta(minutes=55 - i), 10.0 + i, source="e2e-test") for i in range(30)]
-    current = [order(tenant, now - timedelta(seconds=2 + i % 3), 5.5, source="e2e-test") for i in range(12)]
-    resent = [past[3], past[7], current[0], current[5]]  # same event ids: no-ops downstream
-    malformed = [b'{"event_id": "e2e-bad-1", "tenant_id": "' + tenant.encode() + b'"}', b"{not json"]
-
-    answer = post(settings, [*past, *current, *resent, *malformed])
-    accepted_at = time.monotonic()
-    posted_up_to = end_offsets(settings)
-    assert answer["accepted"] == len(past) + len(current) + len(resent), answer
-    assert answer["rejected"] == len(malformed), answer
-
+def test_posted_events_reach_pinot_and_trino_through_a_scheduled_style_hourly_run(
+        settings: Settings, served: Served) -> None:
+    tenant, past, current = served.tenant, served.past, served.current
+    assert served.answer["accepted"] == len(past) + len(current) + len(served.resent), served.answer
+    assert served.answer["rejected"] == len(served.malformed), served.answer
     # Independent recount of what was accepted: one per event id.
     unique = {e["event_id"]: e for e in [*past, *current]}
     recount_n, recount_sum = len(unique), sum(e["properties"]["amount"] for e in unique.values())
 
-    # 1. The speed layer: the current orders are in Pinot within seconds.
-    current_sum = sum(e["properties"]["amount"] for e in current)
-    wait_for(lambda: pinot_orders(settings, tenant), (len(current), current_sum), PINOT_WAIT_S,
-             "current orders in Pinot", 0.2)
-    print(f"\naccepted → visible in Pinot: {time.monotonic() - accepted_at:.1f} s")
-
-    # 2. The raw archive holds every accepted event once deduplicated (Connect uploads about once a minute).
-    start, end = hour_end - timedelta(hours=1), now + timedelta(minutes=1)
-    wait_for(lambda: archived_ids(settings, tenant, start, end), set(unique), ARCHIVE_WAIT_S,
-             "event ids in the raw archive", 5)
-    # ... and has committed them: the hourly run's snapshot is what Connect has committed when it plans.
-    wait_for(lambda: committed_past(settings, posted_up_to), True, ARCHIVE_WAIT_S, "Connect's committed offsets", 2)
-    archived_at = time.monotonic()
-    print(f"accepted → archived and committed: {archived_at - accepted_at:.0f} s")
-
-    # 3. An hourly run for the chosen logical date, as the scheduler would start it.
-    run_id = api.trigger(HOURLY_DAG, {"lookback_hours": 2}, tick.isoformat())
-    state = api.wait(HOURLY_DAG, run_id, HOURLY_RUN_WAIT_S,
-                     on_change=lambda s, tasks: print(f"  hourly {run_id}: {s} {tasks}"))
-    assert state == "success"
-    # Logical date = the tick, as the scheduler's run at that tick: it rebuilt [hour_end - 1h - lookback, hour_end).
-    assert datetime.fromisoformat(api.run(HOURLY_DAG, run_id)["logical_date"]) == tick
-    print(f"archived → served by the batch layer: {time.monotonic() - archived_at:.0f} s; "
-          f"accepted → in Trino's batch layer: {time.monotonic() - accepted_at:.0f} s")
+    # The run took the chosen logical date, as the scheduler's run at that tick: it rebuilt
+    # [hour_end - 1h - lookback, hour_end).
+    assert served.run_state == "success"
+    assert served.run_logical_date == served.tick
 
     # 4. The seam moved past the hour (a later scheduled run may have moved it further), the tables are there.
-    seam = read_seam(settings, production_seam_uri(settings))
-    assert seam is not None and seam >= hour_end
+    seam = served.seam
+    assert seam is not None and seam >= served.hour_end
     conn = connect(settings, 60)
     try:
         cur = conn.cursor()
