@@ -56,3 +56,30 @@ def test_keys_hold_the_authorised_tenant_and_ignore_parameter_order() -> None:
     assert request_key("/v1/live", "rest-a", params) != request_key("/v1/live", "rest-b", params)
     assert request_key("/v1/live", "rest-a", params) == request_key("/v1/live", "rest-a", params[::-1])
     assert request_key("/v1/live", "rest-a", params) != request_key("/v1/catalog", "rest-a", params)
+
+
+def test_concurrent_requests_for_one_key_share_one_computation() -> None:
+    import threading
+
+    cache, calls, started = AnswerCache(60.0), [], threading.Event()
+    release = threading.Event()
+
+    def slow() -> str:
+        calls.append(1)
+        started.set()
+        release.wait(5)
+        return "answer"
+
+    answers: list[str] = []
+    first = threading.Thread(target=lambda: answers.append(cache.get("k", slow)))
+    first.start()
+    started.wait(5)
+    waiters = [threading.Thread(target=lambda: answers.append(cache.get("k", slow))) for _ in range(5)]
+    for t in waiters:
+        t.start()
+    other = cache.get("other", lambda: "not held up")  # another key does not wait for the slow one
+    release.set()
+    for t in [first, *waiters]:
+        t.join(5)
+    assert other == "not held up"
+    assert answers == ["answer"] * 6 and len(calls) == 1
