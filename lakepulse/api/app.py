@@ -21,7 +21,15 @@ from lakepulse.api.responses import error_response, json_response
 from lakepulse.api.routes import catalog, series, top
 from lakepulse.api.routes import live as live_routes
 from lakepulse.api.series import SeriesRequestError
-from lakepulse.api.sources import BatchSource, MinuteSource, SeamReader, SeamSource, SourceUnavailable, SpeedSource
+from lakepulse.api.sources import (
+    BatchSource,
+    FinalMinuteRows,
+    MinuteSource,
+    SeamReader,
+    SeamSource,
+    SourceUnavailable,
+    SpeedSource,
+)
 from lakepulse.api.telemetry import ApiMetrics, RequestMetricsMiddleware
 from lakepulse.auth.tokens import AccessError, TokenVerifier
 from lakepulse.settings import Settings, get_settings
@@ -89,7 +97,7 @@ def create_app(
     settings = settings or get_settings()
     # Engine clients connect lazily, on the first request that needs them: building the app touches nothing.
     sources = EngineSources(
-        batch=batch or BatchSource(settings),
+        batch=batch or FinalMinuteRows(BatchSource(settings)),
         speed=speed or SpeedSource(settings),
         seam=seam or SeamSource(settings),
     )

@@ -39,8 +39,9 @@ class AnswerCache:
             return True, hit[1]
         return False, None
 
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """The cached answer or a fresh one; errors are never cached (the next request tries again)."""
+    def get(self, key: Hashable, compute: Callable[[], Any], keep: Callable[[Any], bool] | None = None) -> Any:
+        """The cached answer or a fresh one; errors are never cached (the next request tries again), nor answers
+        `keep` refuses (e.g. too large to hold)."""
         if self._ttl_s <= 0:
             return compute()
         with self._lock:
@@ -59,6 +60,8 @@ class AnswerCache:
             finally:
                 with self._lock:
                     self._in_flight.pop(key, None)
+            if keep is not None and not keep(answer):
+                return answer
             with self._lock:
                 self._entries[key] = (self._clock() + self._ttl_s, answer)
                 self._entries.move_to_end(key)

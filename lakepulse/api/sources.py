@@ -29,6 +29,7 @@ from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pinotdb.db import Connection as PinotConnection
 
+from lakepulse.api.cache import AnswerCache
 from lakepulse.auth.tokens import is_tenant_id
 from lakepulse.batch.seam import production_seam_uri, split_uri
 from lakepulse.catalog import Catalog, get_catalog
@@ -246,6 +247,39 @@ class SpeedSource(_OneConnection[PinotConnection]):
                         time.monotonic() - started, exc)
             raise SourceUnavailable(self.layer) from exc
         return _capped(rows, self._max_rows)
+
+
+# Minutes before the seam are final: only a backfill or a rebuild of history changes them, and those show
+# within this long. Dashboards ask for "the last hour", which starts before the seam for most of every hour:
+# without this every such read would wait for Trino (measured p95 405 ms against 30 ms from Pinot alone).
+FINAL_ROWS_TTL_S: Final = 60.0
+FINAL_ROWS_MAX_ROWS: Final = 5_000  # a dashboard hour is tens to hundreds of rows; a 24 h read is not kept
+FINAL_ROWS_MAX_ENTRIES: Final = 2_000
+
+
+class FinalMinuteRows:
+    """The batch layer's minute rows per (tenant, metric, range), kept for `ttl_s` when small enough."""
+
+    layer: ClassVar[str] = "batch layer"
+
+    def __init__(self, source: MinuteSource, ttl_s: float = FINAL_ROWS_TTL_S, max_rows: int = FINAL_ROWS_MAX_ROWS,
+                 max_entries: int = FINAL_ROWS_MAX_ENTRIES) -> None:
+        self._source = source
+        self._max_rows = max_rows
+        self._cache = AnswerCache(ttl_s, max_entries)
+
+    def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
+        """The source's rows, read at most once per `ttl_s` for one key (concurrent misses share one read)."""
+        rows: MinuteRows = self._cache.get(
+            (tenant_id, metric, start, end), lambda: self._source.minute_rows(tenant_id, metric, start, end),
+            keep=lambda found: len(found.rows) <= self._max_rows)
+        return rows
+
+    def close(self) -> None:
+        """Close the source's connection."""
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
 
 
 class SeamSource:

@@ -83,3 +83,36 @@ def test_concurrent_requests_for_one_key_share_one_computation() -> None:
         t.join(5)
     assert other == "not held up"
     assert answers == ["answer"] * 6 and len(calls) == 1
+
+
+def test_final_minute_rows_are_read_once_a_minute_unless_too_many() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from lakepulse.api.sources import FinalMinuteRows, MinuteRows
+
+    class Counting:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.closed = False
+
+        def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
+            self.calls += 1
+            rows = [{"n": i} for i in range(int((end - start) / timedelta(minutes=1)))]
+            return MinuteRows(rows)
+
+        def close(self) -> None:
+            self.closed = True
+
+    source = Counting()
+    final = FinalMinuteRows(source, max_rows=100)
+    t = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    hour, day = (t, t + timedelta(hours=1)), (t, t + timedelta(days=1))
+    assert final.minute_rows("t-a", "events", *hour) == final.minute_rows("t-a", "events", *hour)
+    assert source.calls == 1
+    final.minute_rows("t-b", "events", *hour)  # another tenant is another read
+    assert source.calls == 2
+    final.minute_rows("t-a", "events", *day)
+    final.minute_rows("t-a", "events", *day)  # 1,440 rows: more than max_rows, never kept
+    assert source.calls == 4
+    final.close()
+    assert source.closed
