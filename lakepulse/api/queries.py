@@ -14,17 +14,30 @@ NO_ROWS = MinuteRows()
 
 
 def read_minutes(
-    metric: str, span: TimeRange, tenant_id: str, seam: SeamReader, batch: MinuteSource, speed: MinuteSource
+    metric: str, span: TimeRange, tenant_id: str, seam: SeamReader, batch: MinuteSource, speed: MinuteSource,
+    totals: bool = False,
 ) -> tuple[datetime | None, MinuteRows, MinuteRows]:
-    """The seam now, and the minute rows of `metric` in `span`: before the seam from `batch`, the rest from
-    `speed`."""
+    """The seam now, and the minute rows of `metric` in `span` (with `totals`, one row per minute summed by the
+    engine): before the seam from `batch`, the rest from `speed`."""
     at = seam.current()
     split = split_at_seam(span, at)
+
+    def read(source: MinuteSource, part: TimeRange | None) -> MinuteRows:
+        if part is None:
+            return NO_ROWS
+        if totals:
+            return source.minute_totals(tenant_id, metric, part.start, part.end)
+        return source.minute_rows(tenant_id, metric, part.start, part.end)
+
     # A layer is asked only for its own span, so the seam literal never reaches an engine and no minute is
     # read twice; the merges check the spans again.
-    batch_rows = batch.minute_rows(tenant_id, metric, split.batch.start, split.batch.end) if split.batch else NO_ROWS
-    speed_rows = speed.minute_rows(tenant_id, metric, split.speed.start, split.speed.end) if split.speed else NO_ROWS
-    return at, batch_rows, speed_rows
+    return at, read(batch, split.batch), read(speed, split.speed)
+
+
+def engine_totals_suffice(request: SeriesRequest) -> bool:
+    """Whether the engines may add the minute's dimension tuples themselves: no group or filter needs them, and
+    the metric's value needs only count and sum (sketches and buckets do not add in SQL)."""
+    return not request.group_by and not request.filters and request.definition.kind in ("count", "sum", "average")
 
 
 def read_series(
@@ -32,7 +45,8 @@ def read_series(
 ) -> dict[str, Any]:
     """A validated request of one tenant → the JSON-ready series: minutes before the seam from `batch`, the rest
     from `speed`, each minute once."""
-    at, batch_rows, speed_rows = read_minutes(request.metric, request.range, tenant_id, seam, batch, speed)
+    at, batch_rows, speed_rows = read_minutes(request.metric, request.range, tenant_id, seam, batch, speed,
+                                              totals=engine_totals_suffice(request))
     response = merge_series(request, tenant_id, at, batch_rows.rows, speed_rows.rows)
     body = response.to_dict()
     body["tenant"] = tenant_id

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from lakepulse.api.app import create_app
 from lakepulse.api.deps import get_batch_source, get_seam_source, get_speed_source
-from lakepulse.api.sources import BatchSource, MinuteRows, SeamSource, SourceUnavailable, SpeedSource
+from lakepulse.api.sources import BatchSource, MinuteRows, SeamSource, SourceUnavailable, SpeedSource, totals_row
 from lakepulse.auth.tokens import mint_token
 from lakepulse.settings import Settings
 
@@ -79,6 +79,25 @@ class FakeLayer:
                     not self.faithful or start <= at < end):
                 picked.append(row)
         return MinuteRows(picked, self.truncated)
+
+    def minute_totals(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
+        """As an engine sums the current rows per minute (the newest version of each dimension tuple)."""
+        self.totals_calls = getattr(self, "totals_calls", 0) + 1
+        current: dict[tuple[str, Any], dict[str, Any]] = {}
+        for row in self.minute_rows(tenant_id, metric, start, end).rows:
+            key = (row["dims_key"], row["window_start"])
+            if key not in current or row["updated_at"] > current[key]["updated_at"]:
+                current[key] = row
+        minutes: dict[Any, dict[str, Any]] = {}
+        for row in current.values():
+            total = minutes.setdefault(row["window_start"], {
+                "tenant_id": tenant_id, "metric": metric, "window_start": row["window_start"], "count": 0,
+                "sum": None, "updated_at": row["updated_at"]})
+            total["count"] += row["count"]
+            if row["sum"] is not None:
+                total["sum"] = (total["sum"] or 0.0) + row["sum"]
+            total["updated_at"] = max(total["updated_at"], row["updated_at"])
+        return MinuteRows([totals_row(r) for r in minutes.values()], self.truncated)
 
 
 class FakeSeam:
@@ -590,3 +609,55 @@ def test_an_unreachable_seam_store_is_source_unavailable(settings: Settings) -> 
     unreachable = settings.model_copy(update={"s3_endpoint": "http://127.0.0.1:9"})
     with pytest.raises(SourceUnavailable, match="seam"):
         SeamSource(unreachable, timeout_s=1.0).current()
+
+
+def test_the_readers_totals_sum_per_minute_in_the_engine_with_the_same_binding(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    start, end = datetime(2026, 3, 2, 10, 7, tzinfo=UTC), datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    # The broker types the grouped CAST as STRING.
+    cursor = RecordingCursor(["tenant_id", "metric", "minute_ms", "count", "sum", "updated_at"],
+                             [["t-a", "orders_placed", str(ms(start)), 7.0, 0.0, ms(start) + 5000.0]])
+    speed = SpeedSource(settings)
+    monkeypatch.setattr(speed, "_connection", lambda: RecordingConnection(cursor))
+    (row,) = speed.minute_totals("t-a", "orders_placed", start, end).rows
+    assert (row["dims_key"], row["dims"], row["window_start"], row["window_end"]) == ("", {}, ms(start),
+                                                                                      ms(start) + 60_000)
+    assert "minute_ms" not in row
+    (sql, params), = cursor.executed
+    sent = apply_parameters(sql, params)
+    assert "GROUP BY tenant_id, metric, CAST(window_start AS LONG)" in sent
+    assert "WHERE tenant_id = 't-a' AND metric = 'orders_placed' AND window_start >= 1772446020000" in sent
+    batch_cursor = RecordingCursor(["tenant_id", "metric", "window_start", "count", "sum", "updated_at"],
+                                   [["t-a", "orders_placed", start, 7, None, start]])
+    batch = BatchSource(settings)
+    monkeypatch.setattr(batch, "_connection", lambda: RecordingConnection(batch_cursor))
+    (row,) = batch.minute_totals("t-a", "orders_placed", start, end).rows
+    assert row["window_end"] == start + MINUTE
+    (sql, params), = batch_cursor.executed
+    assert "GROUP BY tenant_id, metric, window_start" in sql and "t-a" not in sql
+    assert params[:2] == ["t-a", "orders_placed"]
+    with pytest.raises(ValueError):
+        batch.minute_totals("t-a'; --", "orders_placed", start, end)
+
+
+@pytest.mark.parametrize(("metric", "params", "totals"), [
+    ("orders_placed", {}, True), ("gross_sales", {}, True), ("food_rating", {}, True),
+    ("orders_placed", {"group_by": "country"}, False), ("orders_placed", {"filter": "country:DE"}, False),
+    ("active_users", {}, False), ("prep_time_seconds", {}, False),
+])
+def test_engines_add_dimension_tuples_only_when_nothing_needs_them(
+        settings: Settings, batch: FakeLayer, speed: FakeLayer, seam: FakeSeam, metric: str, params: dict[str, str],
+        totals: bool) -> None:
+    with TestClient(build_app(settings, batch, speed, seam)) as client:
+        answer = series(client, bearer(settings, tenant="t-a"), metric, **params)
+    assert answer.status_code == 200, answer.text
+    assert (getattr(speed, "totals_calls", 0) > 0) == totals
+
+
+def test_totals_and_rows_give_the_same_series(settings: Settings, batch: FakeLayer, speed: FakeLayer,
+                                              seam: FakeSeam) -> None:
+    with TestClient(build_app(settings, batch, speed, seam)) as client:
+        own = bearer(settings, tenant="t-a")
+        by_totals = series(client, own, "gross_sales").json()
+        by_rows = series(client, own, "gross_sales", filter="channel:").json()  # a filter forces the row path
+    assert by_totals["windows"] == by_rows["windows"]
