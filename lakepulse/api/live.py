@@ -22,24 +22,17 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final, Protocol
-from urllib.parse import urlparse
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
-
-import httpx
-import pinotdb
-from pinotdb.db import Connection as PinotConnection
 
 from lakepulse.api.partials import Merged, PartialRow
 from lakepulse.api.series import SeriesRequestError, TimeRange, current_rows, split_at_seam, value_of
 from lakepulse.api.sources import (
     PINOT_TIMEOUT_S,
+    BrokerReader,
     MinuteRows,
     MinuteSource,
     SeamReader,
-    SourceUnavailable,
-    _as_dicts,
-    _OneConnection,
 )
 from lakepulse.api.windows import DAY, MINUTE, iana_zones, window_floor
 from lakepulse.auth.tokens import is_tenant_id
@@ -199,47 +192,24 @@ class FinalTotals:
         return total
 
 
-class LiveSource(_OneConnection[PinotConnection]):
+class LiveSource(BrokerReader):
     """The live tables' current rows of one tenant through Pinot's broker (`pinotdb`), and the final totals."""
-
-    layer: ClassVar[str] = "speed layer"
 
     def __init__(self, settings: Settings, timeout_s: float = PINOT_TIMEOUT_S,
                  finals: FinalTotals | None = None) -> None:
-        self._broker_url = settings.pinot_broker_url
-        self._timeout_s = timeout_s
+        super().__init__(settings, timeout_s)
         self._finals = finals or FinalTotals()
-        # The broker stops the query at the deadline too, not only our HTTP client.
-        self._options = f"timeoutMs={int(timeout_s * 1000)}"
-        super().__init__()
 
     @property
     def finals(self) -> FinalTotals:
         """The app's cache of final (before-the-seam) totals."""
         return self._finals
 
-    def _open(self) -> PinotConnection:
-        url = urlparse(self._broker_url)
-        return pinotdb.connect(
-            host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
-            path="/query/sql", scheme=url.scheme or "http", timeout=self._timeout_s,
-            verify_ssl=True,  # pinotdb hands it to httpx as-is, and None there means no TLS context at all
-        )
-
     def _rows(self, what: str, sql: str, tenant_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         check_live_scope(tenant_id, limit)
         params: dict[str, Any] = {"tenant_id": tenant_id} if limit is None else {"tenant_id": tenant_id,
                                                                                    "limit": limit}
-        started = time.monotonic()
-        try:
-            # pinotdb raises if fewer servers answered than were queried, so a partial answer is an error.
-            cursor = self._connection().cursor()
-            cursor.execute(sql, params, queryOptions=self._options)
-            return _as_dicts(cursor.description, cursor.fetchall())
-        except (pinotdb.Error, httpx.HTTPError, OSError) as exc:
-            log.warning("Pinot read of %s for %s failed after %.1f s: %r", what, tenant_id,
-                        time.monotonic() - started, exc)
-            raise SourceUnavailable(self.layer) from exc
+        return self._query(what, tenant_id, sql, params)
 
     def order_statuses(self, tenant_id: str) -> list[dict[str, Any]]:
         """Rows (status, orders, updated_ms): the tenant's orders per current status."""

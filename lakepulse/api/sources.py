@@ -220,7 +220,42 @@ class BatchSource(_OneConnection[trino.dbapi.Connection]):
             raise SourceUnavailable(self.layer) from exc
 
 
-class SpeedSource(_OneConnection[PinotConnection]):
+class BrokerReader(_OneConnection[PinotConnection]):
+    """One `pinotdb` connection to Pinot's broker with a deadline on both sides, and reads that fail as
+    SourceUnavailable (the engine's text goes to the log only)."""
+
+    layer: ClassVar[str] = "speed layer"
+
+    def __init__(self, settings: Settings, timeout_s: float) -> None:
+        self._broker_url = settings.pinot_broker_url
+        self._timeout_s = timeout_s
+        # The broker stops the query at the deadline too, not only our HTTP client.
+        self._options = f"timeoutMs={int(timeout_s * 1000)}"
+        super().__init__()
+
+    def _open(self) -> PinotConnection:
+        url = urlparse(self._broker_url)
+        return pinotdb.connect(
+            host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
+            path="/query/sql", scheme=url.scheme or "http", timeout=self._timeout_s,
+            # pinotdb hands verify_ssl to httpx as-is, and None there means no TLS context at all.
+            verify_ssl=True,
+        )
+
+    def _query(self, what: str, tenant_id: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        started = time.monotonic()
+        try:
+            # pinotdb raises if fewer servers answered than were queried, so a partial answer is an error.
+            cursor = self._connection().cursor()
+            cursor.execute(sql, params, queryOptions=self._options)
+            return _as_dicts(cursor.description, cursor.fetchall())
+        except (pinotdb.Error, httpx.HTTPError, OSError) as exc:
+            log.warning("Pinot read of %s for %s failed after %.1f s: %r", what, tenant_id,
+                        time.monotonic() - started, exc)
+            raise SourceUnavailable(self.layer) from exc
+
+
+class SpeedSource(BrokerReader):
     """Current (upserted) minute rows from Pinot's `metrics_minute` through the broker, via `pinotdb`.
 
     The broker answers upsert tables with the newest row of each primary key only; Trino's Pinot connector
@@ -228,15 +263,11 @@ class SpeedSource(_OneConnection[PinotConnection]):
     through Trino here.
     """
 
-    layer: ClassVar[str] = "speed layer"
-
     def __init__(self, settings: Settings, timeout_s: float = PINOT_TIMEOUT_S, max_rows: int = DEFAULT_MAX_ROWS,
                  catalog: Catalog | None = None) -> None:
-        self._broker_url = settings.pinot_broker_url
-        self._timeout_s = timeout_s
+        super().__init__(settings, timeout_s)
         self._max_rows = max_rows
         self._catalog = catalog or get_catalog()
-        super().__init__()
         # Times as epoch milliseconds: Pinot 0.11 renders TIMESTAMP as text in the server's zone.
         cols = ", ".join(f'CAST("{c}" AS LONG) AS "{c}"' if c in ("window_start", "window_end", "updated_at")
                          else f'"{c}"' for c in PARTIAL_COLUMNS)
@@ -253,17 +284,6 @@ class SpeedSource(_OneConnection[PinotConnection]):
                             f'MAX(CAST(updated_at AS LONG)) AS updated_at FROM {SPEED_TABLE} {where} '
                             "GROUP BY tenant_id, metric, CAST(window_start AS LONG) "
                             f"LIMIT {int(max_rows) + 1}")
-        # The broker stops the query at the deadline too, not only our HTTP client.
-        self._options = f"timeoutMs={int(timeout_s * 1000)}"
-
-    def _open(self) -> PinotConnection:
-        url = urlparse(self._broker_url)
-        return pinotdb.connect(
-            host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
-            path="/query/sql", scheme=url.scheme or "http", timeout=self._timeout_s,
-            # pinotdb hands verify_ssl to httpx as-is, and None there means no TLS context at all.
-            verify_ssl=True,
-        )
 
     def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
         """The tenant's current `metric` rows with window_start in [start, end) (the speed range of split_at_seam)."""
@@ -278,16 +298,7 @@ class SpeedSource(_OneConnection[PinotConnection]):
         check_scope(tenant_id, metric, start, end, self._catalog)
         params = {"tenant_id": tenant_id, "metric": metric,
                   "start_ms": int(start.timestamp() * 1000), "end_ms": int(end.timestamp() * 1000)}
-        started = time.monotonic()
-        try:
-            # pinotdb raises if fewer servers answered than were queried, so a partial answer is an error.
-            cursor = self._connection().cursor()
-            cursor.execute(sql, params, queryOptions=self._options)
-            return _as_dicts(cursor.description, cursor.fetchall())
-        except (pinotdb.Error, httpx.HTTPError, OSError) as exc:
-            log.warning("Pinot read of %s for %s failed after %.1f s: %r", metric, tenant_id,
-                        time.monotonic() - started, exc)
-            raise SourceUnavailable(self.layer) from exc
+        return self._query(metric, tenant_id, sql, params)
 
 
 # Minutes before the seam are final: only a backfill or a rebuild of history changes them, and those show
