@@ -24,7 +24,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 app.command(help="Generate realistic marketplace traffic to the API, Kafka or an NDJSON file.")(generate)
 app.add_typer(archive.app, name="archive")
 app.command(help="Rebuild a past range of history through Airflow's backfill DAG and follow it.")(backfill)
-app.command(help="Print a local bearer token for the metrics or ingest API (only the token: TOKEN=$(lakepulse token ..)).")(token)
+app.command(help="Print a local bearer token for the metrics or ingest API (only the token: "
+                 "TOKEN=$(lakepulse token ..)).")(token)
 
 OnlyOption = Annotated[
     list[str] | None,
