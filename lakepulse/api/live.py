@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+from lakepulse.api.cache import AnswerCache
 from lakepulse.api.partials import Merged, PartialRow
 from lakepulse.api.series import SeriesRequestError, TimeRange, current_rows, split_at_seam, value_of
 from lakepulse.api.sources import (
@@ -168,27 +167,11 @@ class FinalTotals:
 
     def __init__(self, ttl_s: float = FINAL_TTL_S, max_entries: int = FINAL_MAX_ENTRIES,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str, datetime, datetime], tuple[float, LayerTotal]] = OrderedDict()
+        self._cache = AnswerCache(ttl_s, max_entries, clock)
 
     def get(self, tenant_id: str, metric: str, span: TimeRange, compute: Callable[[], LayerTotal]) -> LayerTotal:
         """The cached total of the span, or `compute()`'s (then cached; a failure is not)."""
-        key = (tenant_id, metric, span.start, span.end)
-        now = self._clock()
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and now < hit[0]:
-                return hit[1]
-        # Computed outside the lock: a slow Trino read must not hold up the other tenants' hits.
-        total = compute()
-        with self._lock:
-            self._entries[key] = (now + self._ttl_s, total)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+        total: LayerTotal = self._cache.get((tenant_id, metric, span.start, span.end), compute)
         return total
 
 

@@ -39,6 +39,15 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def check_ends(start: object, end: object) -> None:
+    """Refuse (400) a start or end that is not an aware time between EARLIEST and LATEST."""
+    for name, moment in (("start", start), ("end", end)):
+        if not isinstance(moment, datetime) or moment.utcoffset() is None:
+            raise SeriesRequestError(f"{name} must be a time with a UTC offset (RFC 3339)")
+        if not EARLIEST <= moment <= LATEST:
+            raise SeriesRequestError(f"{name} must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+
+
 @dataclass(frozen=True)
 class TimeRange:
     """A half-open UTC range [start, end)."""
@@ -74,11 +83,7 @@ class SeriesRequest:
             raise SeriesRequestError(f"granularity must be one of {', '.join(GRANULARITIES)}")
         if not isinstance(self.timezone, str) or self.timezone not in iana_zones():
             raise SeriesRequestError(f"unknown timezone {_shown(self.timezone)}: use an IANA name like Europe/Berlin")
-        for name, moment in (("start", self.start), ("end", self.end)):
-            if not isinstance(moment, datetime) or moment.utcoffset() is None:
-                raise SeriesRequestError(f"{name} must be a time with a UTC offset (RFC 3339)")
-            if not EARLIEST <= moment <= LATEST:
-                raise SeriesRequestError(f"{name} must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        check_ends(self.start, self.end)
         if self.start >= self.end:
             raise SeriesRequestError("start must be before end")
         if not isinstance(self.filters, Mapping):

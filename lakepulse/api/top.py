@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from lakepulse.api.partials import Merged, PartialRow
 from lakepulse.api.series import Layer, current_rows, value_of
-from lakepulse.api.series_request import EARLIEST, LATEST, MAX_VALUE_CHARS, SeriesRequestError, TimeRange, split_at_seam
+from lakepulse.api.series_request import MAX_VALUE_CHARS, SeriesRequestError, TimeRange, check_ends, split_at_seam
 from lakepulse.catalog import Catalog, Metric, get_catalog
 
 MINUTE: Final = timedelta(minutes=1)
@@ -73,11 +73,7 @@ class TopRequest:
             raise SeriesRequestError(f"unknown dimension for {metric.name}; its dimensions: {', '.join(dims)}")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_N:
             raise SeriesRequestError(f"n must be an integer from 1 to {MAX_N}")
-        for name, moment in (("start", self.start), ("end", self.end)):
-            if not isinstance(moment, datetime) or moment.utcoffset() is None:
-                raise SeriesRequestError(f"{name} must be a time with a UTC offset (RFC 3339)")
-            if not EARLIEST <= moment <= LATEST:
-                raise SeriesRequestError(f"{name} must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+        check_ends(self.start, self.end)
         start, end = self.start.astimezone(UTC), self.end.astimezone(UTC)
         if start.second or start.microsecond or end.second or end.microsecond:
             raise SeriesRequestError("from and to must be whole minutes (the metrics' resolution)")
