@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     demo_tenants: int = 5
     # How long a request waits for Kafka to acknowledge its events before answering 503.
     ingest_delivery_timeout_s: float = 5.0
+    # Event-time sanity, checked per event at ingest (a reason, then the dead-letter topic) and again by the
+    # streaming job, so no event moves a watermark from another clock: `occurred_at` may be at most
+    # `event_max_future_skew_s` ahead of the server's clock, and at most `event_max_age_days` old (None: no
+    # horizon, any past event is accepted and repaired into history).
+    event_max_future_skew_s: float = Field(default=300.0, ge=0)
+    event_max_age_days: float | None = Field(default=30.0, gt=0)
+    # The largest serialised event the ingest API sends to Kafka; a larger one is refused with a reason (the
+    # rest of its request is accepted). Must not exceed events.raw's max.message.bytes (checked at start).
+    ingest_max_event_bytes: int = Field(default=900_000, ge=1024)
 
     # API authentication (bearer JWTs, lakepulse/auth/tokens.py). Locally tokens are HS256, signed with
     # `auth_jwt_secret` (`lakepulse token` mints them); in cluster mode they come from the identity
@@ -114,12 +123,36 @@ class Settings(BaseSettings):
     auth_jwt_issuer: str = "lakepulse-local"
     auth_jwks_url: str | None = None
 
+    # PostgreSQL: configuration (dashboards, widgets, alert rules and history) and Airflow's metadata, each in
+    # a database of its own. Locally the stack runs it (`postgres` service) on `postgres_port`; in cluster
+    # mode set `database_url` and `airflow_database_url` to a managed PostgreSQL.
+    postgres_port: int = 5433
+    postgres_user: str = "lakepulse"
+    postgres_password: SecretStr = SecretStr(LOCAL_PLACEHOLDER_SECRET)
+    database_url: SecretStr | None = None  # default: the local server's `lakepulse` database
+    airflow_database_url: SecretStr | None = None  # default: the local server's `airflow` database
+
+    # Alert webhooks: a tenant's URL may not reach loopback, link-local or private addresses (the server
+    # would call internal services for it) unless this allows it (local experiments, tests).
+    alert_webhook_allow_private: bool = False
+
+    # Live push (SSE): viewers one API process serves (more → 503 with Retry-After), the updates one slow
+    # viewer may have queued before it is dropped, the heartbeat interval, and the lifetime of the
+    # short-lived stream tokens a browser's EventSource carries in its URL.
+    sse_max_viewers: int = Field(default=5_000, ge=1)
+    sse_queue_size: int = Field(default=64, ge=1)
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    stream_token_ttl_s: int = Field(default=60, ge=5, le=3600)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_outside_local(self) -> Settings:
         if self.mode != "local" and self.s3_secret_key == LOCAL_PLACEHOLDER_SECRET:
             raise ValueError(
                 "LAKEPULSE_S3_SECRET_KEY still holds the local placeholder; set a real secret in cluster mode"
             )
+        if self.mode != "local" and (self.database_url is None or self.airflow_database_url is None):
+            raise ValueError("cluster mode needs LAKEPULSE_DATABASE_URL and LAKEPULSE_AIRFLOW_DATABASE_URL "
+                             "(a managed PostgreSQL); the local server's defaults are refused")
         return self
 
     @model_validator(mode="after")
@@ -149,6 +182,23 @@ class Settings(BaseSettings):
     def s3_port(self) -> int:
         """Port of the S3 endpoint (used when the local stack starts MinIO)."""
         return int(self.s3_endpoint.rsplit(":", 1)[1].split("/")[0])
+
+    def postgres_url(self, database: str, driver: str = "psycopg") -> str:
+        """The local PostgreSQL server's URL of `database` (the stack's own server)."""
+        password = self.postgres_password.get_secret_value()
+        return f"postgresql+{driver}://{self.postgres_user}:{password}@{self.bind_host}:{self.postgres_port}/{database}"
+
+    @property
+    def config_database_url(self) -> str:
+        """Where dashboards, widgets and alert rules live."""
+        return self.database_url.get_secret_value() if self.database_url else self.postgres_url("lakepulse")
+
+    @property
+    def airflow_metadata_url(self) -> str:
+        """Airflow's metadata database."""
+        if self.airflow_database_url:
+            return self.airflow_database_url.get_secret_value()
+        return self.postgres_url("airflow")
 
     def port_of(self, url: str) -> int:
         """Port of an http(s)://host:port URL."""

@@ -35,6 +35,7 @@ from lakepulse.auth.tokens import (
 )
 from lakepulse.cli import app
 from lakepulse.settings import LOCAL_PLACEHOLDER_JWT_SECRET, LOCAL_PLACEHOLDER_SECRET, Settings
+from tests.unit.cluster_settings import CLUSTER_KWARGS
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 ISSUER = "lakepulse-local"
@@ -401,11 +402,7 @@ def test_mint_refuses_cluster_mode(cluster_settings: Settings) -> None:
 
 
 def cluster_kwargs(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "mode": "cluster", "s3_secret_key": "a-real-s3-secret", "auth_jwt_secret": "r" * 40,
-        "auth_jwks_url": "https://idp.example.test/.well-known/jwks.json",
-    }
-    base.update(overrides)
+    base = {**CLUSTER_KWARGS, **overrides}
     return {k: v for k, v in base.items() if v is not None}
 
 

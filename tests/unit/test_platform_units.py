@@ -6,7 +6,6 @@ import configparser
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from lakepulse.platform.components.base import Context, Service
 from lakepulse.platform.components.spark import artifact_name
@@ -15,6 +14,7 @@ from lakepulse.platform.maven import Dependency
 from lakepulse.platform.supervisor import Supervisor
 from lakepulse.platform.versions import fingerprint, pin
 from lakepulse.settings import LOCAL_PLACEHOLDER_SECRET, Settings
+from tests.unit.cluster_settings import CLUSTER_KWARGS
 
 
 @pytest.fixture
@@ -77,9 +77,10 @@ def test_find_java_home_explains_what_is_missing(monkeypatch: pytest.MonkeyPatch
 
 def test_cluster_mode_refuses_placeholder_secret() -> None:
     with pytest.raises(ValueError, match="placeholder"):
-        Settings(mode="cluster", s3_secret_key=LOCAL_PLACEHOLDER_SECRET)
-    real = Settings(mode="cluster", s3_secret_key="a-real-secret", auth_jwt_secret=SecretStr("r" * 40),
-                    auth_jwks_url="https://idp.example/jwks.json")
+        Settings(**{**CLUSTER_KWARGS, "s3_secret_key": LOCAL_PLACEHOLDER_SECRET})
+    with pytest.raises(ValueError, match="LAKEPULSE_DATABASE_URL"):
+        Settings(**{**CLUSTER_KWARGS, "database_url": None})
+    real = Settings(**CLUSTER_KWARGS)
     assert real.mode == "cluster"
 
 

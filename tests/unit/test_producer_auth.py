@@ -25,6 +25,7 @@ from lakepulse.ingest.body import Item, Limits
 from lakepulse.ingest.processing import KafkaRecord, process_items, tenant_not_allowed
 from lakepulse.sdk import DeliveryError, IngestClient
 from lakepulse.settings import Settings
+from tests.unit.cluster_settings import CLUSTER_KWARGS
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 RECEIVED = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -298,8 +299,7 @@ def test_sdk_does_not_retry_a_401() -> None:
 
 
 def cluster(**overrides: Any) -> Settings:
-    return Settings(mode="cluster", s3_secret_key="a-real-s3-secret", auth_jwt_secret=SecretStr("r" * 40),
-                    auth_jwks_url="https://idp.example.test/jwks.json", **overrides)
+    return Settings(**{**CLUSTER_KWARGS, **overrides})
 
 
 def test_generator_sends_the_token_it_is_given(settings: Settings) -> None:
