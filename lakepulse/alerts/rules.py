@@ -4,6 +4,13 @@ A rule's value over `window_minutes` is computed from the newest minute seen for
 counts and sums add; averages and distributions are sum/count. Rows arrive as upserts (update mode
 re-emits a minute as it grows), so the table keeps the latest row per primary key. A (rule, tenant)
 fires when its value first breaches, never again while it stays breached, and resolves when it recovers.
+
+Firing and resolving are two events of one breach: they share its `breach_id` and each has an `id` of its
+own, the webhook's Idempotency-Key. Both are derived from state, not clocks: breach n of rule r for
+tenant t is `r:t:n`, its events `r:t:n:firing` and `r:t:n:resolved`. The counter n lives in the persisted
+state, so a crash before the state is saved re-sends the same keys; the minute a breach began is not part of
+the key, since a value that bounces within one minute (an average as its minute grows, a threshold edited
+back and forth) would otherwise give a second breach the first one's keys.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from lakepulse.catalog import get_catalog
 
 MINUTE_MS = 60_000
 Condition = Literal["gt", "lt", "gte", "lte", "anomaly"]
+# Why an event happened: the rule breached, it recovered, or its rule was deleted or redefined while firing.
+Reason = Literal["breached", "recovered", "rule_deleted", "rule_changed"]
 
 
 class Rule(BaseModel):
@@ -50,7 +59,17 @@ class Rule(BaseModel):
 
     @property
     def webhook(self) -> str | None:
-        return self.channel if self.channel.startswith(("http://", "https://")) else None
+        return webhook_of(self.channel)
+
+
+def webhook_of(channel: str) -> str | None:
+    """The webhook URL of a channel ("kafka" has none)."""
+    return channel if channel.startswith(("http://", "https://")) else None
+
+
+def keep_minutes(rules: Iterable[Rule]) -> int:
+    """Minutes of rows the rules need: the longest window plus its baseline, and a little slack."""
+    return max([r.window_minutes + r.baseline_minutes for r in rules], default=1) + 2
 
 
 def load_rules(path: Path) -> list[Rule]:
@@ -155,11 +174,13 @@ def breached(rule: Rule, value: float | None, anomaly: bool) -> bool:
 class AlertEvent:
     """A firing or a resolve, as written to the alerts topic and posted to the webhook."""
 
-    id: str  # stable per breach: rule, tenant and the minute the breach began
+    id: str  # this event's idempotency key: the breach id and the status
+    breach_id: str  # shared by a breach's firing and its resolve: rule, tenant and the breach's number
     rule_id: str
     tenant_id: str
     metric: str
     status: Literal["firing", "resolved"]
+    reason: Reason
     value: float | None
     threshold: float
     condition: str
@@ -171,24 +192,88 @@ class AlertEvent:
     dimensions: dict[str, str]
     channel: str
 
+    @property
+    def webhook(self) -> str | None:
+        return webhook_of(self.channel)
+
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
 
+def _check_unique(rules: list[Rule]) -> None:
+    ids = [r.id for r in rules]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"duplicate rule ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+
+
+def _identity(rule: Rule) -> tuple[object, ...]:
+    """What a breach is about: a change here closes an open breach; threshold, window and baseline do not."""
+    return rule.metric, rule.tenant_id, sorted(rule.dimensions.items()), rule.condition, rule.channel
+
+
 class Evaluator:
-    """Breach state per (rule, tenant); `state` is a plain dict so it can be persisted between runs."""
+    """Breach state per (rule, tenant); `state` is a plain dict so it can be persisted between runs.
+
+    A state entry is {"status": "ok"|"firing", "breaches": n} plus, while firing, "since" (the minute the
+    breach began), "breach_id" and "rule" (the rule as it fired, to settle the breach should the rule be
+    gone after a restart). Entries of deleted rules keep their counter so a rule re-created under the same
+    id never reuses a key.
+    """
 
     def __init__(self, rules: list[Rule], state: dict[str, dict[str, Any]] | None = None) -> None:
-        self.rules = rules
+        self.rules: list[Rule] = []
         self.state: dict[str, dict[str, Any]] = state if state is not None else {}
-        keep = max([r.window_minutes + r.baseline_minutes for r in rules], default=1) + 2
-        self.table = MinuteTable(keep_minutes=keep)
+        self.table = MinuteTable(keep_minutes=1)
+        self._use(rules)
+
+    def _use(self, rules: list[Rule]) -> None:
+        _check_unique(rules)
+        self.rules = list(rules)
+        self.table.keep_minutes = keep_minutes(rules)
+        metrics = {r.metric for r in rules}
+        for name in [n for n in self.table.series if n[1] not in metrics]:
+            del self.table.series[name], self.table.newest[name]
+
+    def apply_rules(self, rules: list[Rule]) -> list[AlertEvent]:
+        """Switch to `rules`, a RuleSource's full current list; returns resolves of breaches it closes.
+
+        New rules, and new thresholds, windows and baselines, apply from the next evaluation (the caller
+        re-evaluates known series with `evaluate_all`); an open breach carries on and resolves when the rule
+        as it now reads has recovered. An open breach whose rule was deleted, or whose metric, dimensions,
+        condition, tenant scope or channel changed, is resolved at once, with reason "rule_deleted" or
+        "rule_changed", to the channel it fired to: otherwise that receiver would keep an incident open
+        forever, since nothing would ever resolve it. The changed rule then starts afresh (its next breach
+        has a new id).
+        """
+        _check_unique(rules)
+        known = {r.id: r for r in self.rules}
+        current = {r.id: r for r in rules}
+        events: list[AlertEvent] = []
+        for key, entry in sorted(self.state.items()):
+            if entry.get("status") != "firing":
+                continue
+            rule_id, tenant = key.split("|", 1)
+            fired = known.get(rule_id) or (Rule.model_construct(**entry["rule"]) if "rule" in entry else None)
+            rule = current.get(rule_id)
+            if rule is not None and (fired is None or _identity(fired) == _identity(rule)):
+                entry["rule"] = rule.model_dump()
+                continue
+            if fired is not None:
+                events.append(self._event(fired, tenant, entry, "resolved",
+                                          "rule_deleted" if rule is None else "rule_changed"))
+            self.state[key] = {"status": "ok", "breaches": int(entry.get("breaches", 0))}
+        self._use(rules)
+        return events
+
+    def evaluate_all(self) -> list[AlertEvent]:
+        """Re-evaluate every rule on every series in the table (after the rules changed)."""
+        return self.evaluate(set(self.table.series))
 
     def evaluate(self, changed: set[tuple[str, str]]) -> list[AlertEvent]:
         """Re-evaluate the rules touched by changed (tenant, metric) series; returns transitions."""
         events: list[AlertEvent] = []
         for rule in self.rules:
-            tenants = {t for (t, m) in changed if m == rule.metric}
+            tenants = {t for (t, m) in changed if m == rule.metric and (t, m) in self.table.series}
             if rule.tenant_id != "*":
                 tenants &= {rule.tenant_id}
             for tenant in sorted(tenants):
@@ -214,15 +299,31 @@ class Evaluator:
         now_breached = breached(rule, value, anomaly)
         if now_breached == (current["status"] == "firing"):
             return None
-        since = end if now_breached else int(current.get("since", end))
-        status: Literal["firing", "resolved"] = "firing" if now_breached else "resolved"
-        self.state[key] = {"status": "firing", "since": end} if now_breached else {"status": "ok"}
+        breaches = int(current.get("breaches", 0))
+        if now_breached:
+            breaches += 1
+            entry = {"status": "firing", "breaches": breaches, "since": end,
+                     "breach_id": f"{rule.id}:{tenant}:{breaches}", "rule": rule.model_dump()}
+            self.state[key] = entry
+            return self._event(rule, tenant, entry, "firing", "breached", value, anomaly, baseline)
+        self.state[key] = {"status": "ok", "breaches": breaches}
+        return self._event(rule, tenant, current, "resolved", "recovered", value, anomaly, baseline)
+
+    def _event(self, rule: Rule, tenant: str, entry: dict[str, Any], status: Literal["firing", "resolved"],
+               reason: Reason, value: float | None = None, anomaly: bool = False,
+               baseline: list[float] | None = None) -> AlertEvent:
+        """The event of a transition of the breach `entry` (a state entry while firing)."""
+        # State written before breaches were numbered has no breach id: its firing went out as rule:tenant:since.
+        breach_id = entry.get("breach_id") or f"{rule.id}:{tenant}:{entry['since']}"
+        end = self.table.newest.get((tenant, rule.metric), int(entry["since"]))
         return AlertEvent(
-            id=f"{rule.id}:{tenant}:{since}",
+            id=f"{breach_id}:{status}",
+            breach_id=breach_id,
             rule_id=rule.id,
             tenant_id=tenant,
             metric=rule.metric,
             status=status,
+            reason=reason,
             value=value,
             threshold=rule.threshold,
             condition=rule.condition,

@@ -1,7 +1,10 @@
 """The alerting process: consume `metrics.minute`, evaluate rules, publish to `alerts` and webhooks.
 
 On start it replays the last hour-ish of `metrics.minute` (offsets by timestamp, no consumer-group state),
-so windows and baselines are rebuilt; breach state is persisted, so a restart never fires twice.
+so windows and baselines are rebuilt, and evaluates once the replay is done; breach state is persisted, so a
+restart never fires twice. Rules come from a `RuleSource`, re-read every few seconds: created, changed and
+deleted rules apply without a restart (a new metric or a longer window replays the rows it needs).
+Webhook URLs are checked at every delivery (`webhooks.py`).
 """
 
 from __future__ import annotations
@@ -11,13 +14,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lakepulse.alerts.rules import AlertEvent, Evaluator, load_rules
+from lakepulse.alerts.rules import AlertEvent, Evaluator
+from lakepulse.alerts.sources import FileRuleSource, RuleSource, reload_rules
+from lakepulse.alerts.webhooks import pinned, webhook_addresses
 from lakepulse.settings import Settings, get_settings
 
 log = logging.getLogger("lakepulse.alerts")
@@ -35,6 +44,7 @@ class AlertSettings(BaseSettings):
     webhook_backoff_s: float = 0.5
     webhook_timeout_s: float = 5.0
     poll_s: float = 0.5
+    rules_poll_s: float = Field(default=2.0, gt=0)  # how often the rule source is re-read
 
     def rules_path(self, settings: Settings) -> Path:
         return self.rules_file or settings.state_dir / "alerts" / "rules.json"
@@ -54,22 +64,43 @@ def is_alive(heartbeat: Path, max_age_s: float = 30.0) -> bool:
         return False
 
 
-def post_webhook(url: str, event: AlertEvent, attempts: int, backoff_s: float, timeout_s: float) -> bool:
-    """POST the event with retries (exponential backoff); the event id doubles as the idempotency key."""
+@dataclass(frozen=True)
+class Delivery:
+    """How a webhook delivery ended: delivered, refused (the URL may not be called), rejected (the receiver
+    answered 4xx) or failed (no success after every attempt)."""
+
+    status: Literal["delivered", "refused", "rejected", "failed"]
+    detail: str = ""
+
+
+def post_webhook(url: str, event: AlertEvent, attempts: int, backoff_s: float, timeout_s: float,
+                 allow_private: bool = False) -> Delivery:
+    """POST the event with retries (exponential backoff), its id as the Idempotency-Key; every attempt
+    re-checks the URL (`check_webhook_url`: DNS may have changed) and connects to an address it vetted."""
+    target = httpx.URL(url)
     for attempt in range(attempts):
         try:
-            response = httpx.post(url, content=event.to_json(), timeout=timeout_s,
-                                  headers={"Content-Type": "application/json", "Idempotency-Key": event.id})
+            addresses = webhook_addresses(url, allow_private)
+        except ValueError as exc:
+            log.warning("webhook for %s refused: %s", event.id, exc)
+            return Delivery("refused", str(exc))
+        # Connect to an address just vetted, not to what the client's own lookup might answer.
+        request_url, headers, extensions = pinned(target, addresses[attempt % len(addresses)] if addresses else None)
+        headers.update({"Content-Type": "application/json", "Idempotency-Key": event.id})
+        try:
+            with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+                response = client.post(request_url, content=event.to_json(), headers=headers,
+                                       extensions=extensions)
             if response.is_success:
-                return True
+                return Delivery("delivered", str(response.status_code))
             if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                log.warning("webhook %s refused %s: %s", url, event.id, response.status_code)
-                return False
+                log.warning("webhook %s rejected %s: %s", url, event.id, response.status_code)
+                return Delivery("rejected", str(response.status_code))
         except httpx.HTTPError as exc:
             log.warning("webhook %s attempt %d failed: %s", url, attempt + 1, exc)
         time.sleep(backoff_s * 2**attempt)
     log.error("webhook %s gave up on %s after %d attempts", url, event.id, attempts)
-    return False
+    return Delivery("failed", f"{attempts} attempts")
 
 
 def _save_state(path: Path, state: dict[str, dict[str, object]]) -> None:
@@ -93,34 +124,87 @@ def _offsets_since(consumer: Consumer, topic: str, since_ms: int, attempts: int 
     return []
 
 
-def run(settings: Settings, alerts: AlertSettings, stop: threading.Event) -> None:
-    """Evaluate until `stop` is set."""
-    rules = load_rules(alerts.rules_path(settings))
+def _replay(consumer: Consumer, topic: str, minutes: int) -> dict[int, int]:
+    """Assign the consumer from the records of the last `minutes`; returns, per partition with records to
+    replay, the end offset the replay must reach before the table is whole."""
+    starts = _offsets_since(consumer, topic, int(time.time() * 1000) - minutes * 60_000)
+    assigned: list[TopicPartition] = []
+    ends: dict[int, int] = {}
+    for tp in starts:
+        end = consumer.get_watermark_offsets(tp, timeout=10)[1]
+        # No record since then: start at the current end as a concrete offset (OFFSET_END would resolve
+        # lazily at the first fetch and skip what is produced in between).
+        start = tp.offset if tp.offset >= 0 else end
+        assigned.append(TopicPartition(topic, tp.partition, start))
+        if start < end:
+            ends[tp.partition] = end
+    consumer.assign(assigned)
+    return ends
+
+
+def _caught_up(consumer: Consumer, topic: str, ends: dict[int, int]) -> None:
+    """Drop from `ends` the partitions whose consumed position reached their replay end."""
+    if ends:
+        for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+            if tp.offset >= ends[tp.partition]:
+                del ends[tp.partition]
+
+
+def run(settings: Settings, alerts: AlertSettings, stop: threading.Event, source: RuleSource | None = None,
+        on_delivery: Callable[[AlertEvent, Delivery], None] | None = None) -> None:
+    """Evaluate until `stop` is set: rules from `source` (default: the rules file), re-read every
+    `rules_poll_s`; `on_delivery` is told how each webhook delivery ended (e.g. to keep alert history)."""
+    source = source or FileRuleSource(alerts.rules_path(settings))
     state_path = alerts.state_path(settings)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    evaluator = Evaluator(rules, state)
-    metrics = {r.metric for r in rules}
+    evaluator = Evaluator([], state)
+    # Read once before consuming, and fail loudly: a first read that fails would leave nothing to evaluate.
+    rules = source()
     topic = settings.topic_metrics_minute
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "lakepulse-alerts",
                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
                          "enable.idempotence": True})
+
+    def publish(events: list[AlertEvent]) -> None:
+        for event in events:
+            producer.produce(settings.topic_alerts, event.to_json(), f"{event.rule_id}|{event.tenant_id}")
+        producer.flush(30)
+        for event in events:
+            log.info("%s %s (%s, value %s)", event.status, event.id, event.reason, event.value)
+            if event.webhook:
+                delivery = post_webhook(event.webhook, event, alerts.webhook_attempts, alerts.webhook_backoff_s,
+                                        alerts.webhook_timeout_s, settings.alert_webhook_allow_private)
+                if on_delivery is not None:
+                    on_delivery(event, delivery)
+        # Saved once topic and webhook have the events: a crash before this re-sends (same event ids, the
+        # receiver's idempotency keys), never skips.
+        _save_state(state_path, evaluator.state)
+
     try:
-        # Rebuild windows and baselines: start from the records of the last `keep_minutes`.
-        since_ms = int(time.time() * 1000) - evaluator.table.keep_minutes * 60_000
-        starts = _offsets_since(consumer, topic, since_ms)
-        # No record since then: start at the current end as a concrete offset (OFFSET_END would resolve
-        # lazily at the first fetch and skip what is produced in between).
-        consumer.assign([tp if tp.offset >= 0 else TopicPartition(
-            topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[1]) for tp in starts])
-        log.info("evaluating %d rules on %s", len(rules), topic)
+        # Breaches of rules deleted or redefined while the service was down are resolved first.
+        publish(evaluator.apply_rules(rules))
+        # Rebuild windows and baselines from the records of the last `keep_minutes`; nothing is evaluated
+        # until the replay reaches the end it had at the start, so no rule judges a half-rebuilt window.
+        behind = _replay(consumer, topic, evaluator.table.keep_minutes)
+        backlog: set[tuple[str, str]] = set()
+        log.info("evaluating %d rules on %s", len(evaluator.rules), topic)
         heartbeat = alerts.heartbeat_path(settings)
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
+        next_rules = time.monotonic() + alerts.rules_poll_s
         while not stop.is_set():
             heartbeat.touch()
-            messages = consumer.consume(1000, timeout=alerts.poll_s)
-            changed: set[tuple[str, str]] = set()
-            for msg in messages:
+            if time.monotonic() >= next_rules:
+                next_rules = time.monotonic() + alerts.rules_poll_s
+                if (reload := reload_rules(source, evaluator)) is not None:
+                    publish(reload.events)
+                    # Changed thresholds and windows, and new rules, are judged on the rows already kept;
+                    # a new metric or a longer window needs rows the table dropped: replay them first.
+                    backlog |= set(evaluator.table.series)
+                    if reload.needs_replay:
+                        behind = _replay(consumer, topic, evaluator.table.keep_minutes)
+            metrics = {r.metric for r in evaluator.rules}
+            for msg in consumer.consume(1000, timeout=alerts.poll_s):
                 if (error := msg.error()) is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
                         log.warning("consume error: %s", error)
@@ -129,22 +213,14 @@ def run(settings: Settings, alerts: AlertSettings, stop: threading.Event) -> Non
                     continue
                 row = json.loads(value)
                 if row.get("metric") in metrics and (series := evaluator.table.upsert(row)) is not None:
-                    changed.add(series)
-            if not changed:
+                    backlog.add(series)
+            _caught_up(consumer, topic, behind)
+            if behind or not backlog:
                 continue
-            events = evaluator.evaluate(changed)
-            for event in events:
-                producer.produce(settings.topic_alerts, event.to_json(), f"{event.rule_id}|{event.tenant_id}")
-            producer.flush(30)
-            for event in events:
-                log.info("%s %s (value %s)", event.status, event.id, event.value)
-                rule = next(r for r in rules if r.id == event.rule_id)
-                if rule.webhook:
-                    post_webhook(rule.webhook, event, alerts.webhook_attempts, alerts.webhook_backoff_s,
-                                 alerts.webhook_timeout_s)
-            # Saved once topic and webhook have the events: a crash before this re-sends (same event id,
-            # the receiver's idempotency key), never skips.
-            _save_state(state_path, evaluator.state)
+            events = evaluator.evaluate(backlog)
+            backlog = set()
+            if events:
+                publish(events)
     finally:
         consumer.close()
         producer.flush(10)
