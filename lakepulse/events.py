@@ -280,3 +280,57 @@ def rfc3339_utc(moment: datetime) -> str:
 def event_json_schema() -> dict[str, Any]:
     """JSON Schema of one event (used for the OpenAPI description of the ingest API)."""
     return EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+
+
+# Reason codes of the per-event checks that need the server's clock or the broker's limit (the contract
+# alone cannot decide them). Each reason starts with its code, so the DLQ can be counted by code.
+OCCURRED_AT_IN_FUTURE = "occurred_at_in_future"
+OCCURRED_AT_TOO_OLD = "occurred_at_too_old"
+EVENT_TOO_LARGE = "event_too_large"
+
+
+def span_text(seconds: float) -> str:
+    """A duration for a reason, in the largest unit that keeps it readable: '301 s', '12 min', '5 h', '3.2 days'."""
+    seconds = abs(seconds)
+    if seconds < 600:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _as_written(moment: datetime) -> str:
+    """RFC 3339 in UTC, or as given where UTC is outside the years datetime holds (0001-01-01T00:00:00+01:00)."""
+    try:
+        return rfc3339_utc(moment)
+    except OverflowError:
+        return moment.isoformat()
+
+
+def event_time_problem(
+    occurred_at: datetime, now: datetime, max_future_skew_s: float, max_age_days: float | None
+) -> str | None:
+    """Why an event at `occurred_at` is refused at server time `now` (both aware), or None when it is plausible:
+    more than `max_future_skew_s` ahead of `now`, or more than `max_age_days` behind it (None: no horizon).
+
+    A future event would move every watermark (and blind the live layer for everybody); a very old one would
+    be written into history far behind the seam."""
+    ahead_s = (occurred_at - now).total_seconds()
+    if ahead_s > max_future_skew_s:
+        return (
+            f"{OCCURRED_AT_IN_FUTURE}: occurred_at {_as_written(occurred_at)} is {span_text(ahead_s)} ahead of the "
+            f"server clock ({rfc3339_utc(now)}); at most {max_future_skew_s:g} s is allowed: check the producer's clock"
+        )
+    if max_age_days is not None and -ahead_s > max_age_days * 86400:
+        return (
+            f"{OCCURRED_AT_TOO_OLD}: occurred_at {_as_written(occurred_at)} is {span_text(ahead_s)} old; events "
+            f"older than {max_age_days:g} days are refused"
+        )
+    return None
+
+
+def event_too_large(size: int, max_bytes: int) -> str:
+    """The reason an event of `size` serialised bytes is refused when at most `max_bytes` are allowed."""
+    return f"{EVENT_TOO_LARGE}: the event is {size:,} bytes serialised; at most {max_bytes:,} bytes are allowed"

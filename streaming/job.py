@@ -21,6 +21,12 @@ group of the minute query costly, so they have a query of their own on the slowe
 other queries. The late-events query finds, in the minute query's checkpoint, which minute batch read each
 event and whether that batch dropped it (streaming.late), so it agrees with the aggregation in either layout.
 
+"watermark" is always preceded by a filter: an event more than `settings.event_max_future_skew_s` ahead of
+processing time never reaches a watermark (one event dated 2099 would set it to 2099, and every later event of
+every tenant would be dropped as late). The ingest API refuses such events; this guards every other way onto
+events.raw. The late_dlq query dead-letters them with the reason `occurred_at_in_future: ...` and keeps them
+out of its late thresholds.
+
 Every sink is keyed by the row's primary key and Pinot upserts by it, so a micro-batch replayed after a
 crash rewrites the same rows: restarts from the checkpoints double-count nothing. Order and courier state
 are idempotent under duplicate events (first/last by event time), so only counting queries dedup.
@@ -66,6 +72,7 @@ from streaming.monitor import Monitor, listen, serve
 from streaming.transforms import (
     DROPPED_RANGE_SCHEMA,
     PREP_KEY,
+    filter_plausible_event_times,
     with_batch_summary,
     with_dlq_reason,
     with_dlq_records,
@@ -100,9 +107,12 @@ def read_topic(spark: SparkSession, settings: Settings, streaming: StreamingSett
 
 
 # Transforms (pure) ------------------------------------------------------------------------------------
-def with_watermarked_events(raw_df: DataFrame, watermark: str) -> DataFrame:
-    """Kafka records → valid events with the event-time watermark (what every stateful query starts from)."""
-    return filter_valid_events(with_parsed_events(raw_df)).withWatermark("occurred_at", watermark)
+def with_watermarked_events(raw_df: DataFrame, watermark: str, max_future_skew_s: float) -> DataFrame:
+    """Kafka records → valid events not more than `max_future_skew_s` ahead of processing time, with the
+    event-time watermark (what every stateful query starts from). The dropped future events go to the DLQ
+    through the late_dlq query, with the same rule."""
+    valid_df = filter_valid_events(with_parsed_events(raw_df))
+    return filter_plausible_event_times(valid_df, max_future_skew_s).withWatermark("occurred_at", watermark)
 
 
 def sketch_split(source: str = "events") -> tuple[list[str], list[str]]:
@@ -124,9 +134,11 @@ def with_minute_records(events_df: DataFrame, metrics: list[str]) -> DataFrame:
     return with_kafka_records(with_minute_partials(deduped_df, metrics))
 
 
-def with_prep_minute_records(prep_kafka_df: DataFrame, watermark: str) -> DataFrame:
+def with_prep_minute_records(prep_kafka_df: DataFrame, watermark: str, max_future_skew_s: float) -> DataFrame:
     """Prep-topic records → deduplicated pairs → prep_time minute partial rows as Kafka records."""
     prep_df = with_parsed_prep(prep_kafka_df).filter(F.col("tenant_id").isNotNull())
+    # Its rows come from filtered events; a row written to the topic by anything else keeps its watermark too.
+    prep_df = filter_plausible_event_times(prep_df, max_future_skew_s)
     deduped_df = prep_df.withWatermark("occurred_at", watermark).dropDuplicatesWithinWatermark(list(PREP_KEY))
     return with_kafka_records(with_minute_partials(deduped_df, source="prep_time"))
 
@@ -170,7 +182,7 @@ def late_and_dlq_batch(
         threshold = tracker.threshold(batch_id, floor=newest_watermark(minute_log))
         ranges = [astuple(r) for r in dropped_ranges(minute_log)]
         dropped_df = batch_df.sparkSession.createDataFrame(ranges, DROPPED_RANGE_SCHEMA)
-        events_df = with_dlq_reason(with_events_and_raw(batch_df))
+        events_df = with_dlq_reason(with_events_and_raw(batch_df), settings.event_max_future_skew_s)
         events_df = with_is_late(events_df, threshold, dropped_df).persist()
         try:
             # One pass for the common case (nothing rejected, nothing late); writes only when needed.
@@ -236,20 +248,21 @@ def start_queries(
     names: tuple[str, ...] = QUERIES,
 ) -> dict[str, StreamingQuery]:
     """Define and start the queries `names` (see the module docstring)."""
-    wm = streaming.watermark
+    wm, skew_s = streaming.watermark, settings.event_max_future_skew_s
     checkpoints = streaming.checkpoints(settings)
     fast, slow = streaming.trigger, streaming.slow_trigger
     plain, sketched = sketch_split()
 
     def events() -> DataFrame:
-        return with_watermarked_events(read_topic(spark, settings, streaming, settings.topic_events_raw), wm)
+        return with_watermarked_events(read_topic(spark, settings, streaming, settings.topic_events_raw), wm, skew_s)
 
     def sink(name: str, topic: str, mode: str, trigger: str) -> Callable[[DataFrame], StreamingQuery]:
         return lambda records_df: kafka_sink(records_df, name, topic, mode, settings, trigger, checkpoints)
 
     def prep_records() -> DataFrame:
         prep_wm = f"{int(streaming.watermark_seconds + PREP_EXTRA_WATERMARK.total_seconds())} seconds"
-        return with_prep_minute_records(read_topic(spark, settings, streaming, streaming.topic_prep), prep_wm)
+        prep_kafka_df = read_topic(spark, settings, streaming, streaming.topic_prep)
+        return with_prep_minute_records(prep_kafka_df, prep_wm, skew_s)
 
     def late_dlq() -> StreamingQuery:
         tracker = LateTracker(checkpoints / "late_dlq-thresholds.json", timedelta(seconds=streaming.watermark_seconds))
@@ -359,7 +372,7 @@ def main() -> int:
         },
     )
     spark.sparkContext.setLogLevel("WARN")
-    monitor = Monitor(names, settings.kafka_bootstrap)
+    monitor = Monitor(names, settings.kafka_bootstrap, settings.event_max_future_skew_s)
     listen(spark, monitor)
     server = serve(monitor, streaming.metrics_host, streaming.metrics_port)
     queries = start_queries(spark, settings, streaming, monitor, names)

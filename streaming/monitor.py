@@ -51,9 +51,12 @@ def watermark_epoch(progress: dict[str, Any]) -> float | None:
 class Monitor(Collector):
     """Per-query progress (lag, watermark, batch timings), late/DLQ counters and readiness."""
 
-    def __init__(self, expected_queries: Iterable[str], bootstrap: str | None = None) -> None:
+    def __init__(
+        self, expected_queries: Iterable[str], bootstrap: str | None = None, max_future_skew_s: float | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.bootstrap = bootstrap
+        self.max_future_skew_s = max_future_skew_s
         self._consumer: Any = None
         self.expected = set(expected_queries)
         self.lock = threading.Lock()
@@ -160,11 +163,16 @@ class Monitor(Collector):
                                                  "query's event-time watermark", labels=["query"]),
             "active": GaugeMetricFamily(f"{PREFIX}_query_active", "1 while the query runs",
                                         labels=["query"]),
+            "skew": GaugeMetricFamily(f"{PREFIX}_max_future_skew_seconds", "How far occurred_at may be ahead "
+                                      "of processing time; later events reach no watermark (they go to the DLQ)",
+                                      labels=["query"]),
         }
         log_end = self._log_end()
         with self.lock:
             for name in sorted(self.expected):
                 gauges["active"].add_metric([name], 1.0 if name in self.active else 0.0)
+                if self.max_future_skew_s is not None:
+                    gauges["skew"].add_metric([name], self.max_future_skew_s)
                 progress = self.progress.get(name)
                 if progress is None:
                     continue

@@ -47,20 +47,52 @@ def with_events_and_raw(kafka_df: DataFrame) -> DataFrame:
     )
 
 
-def dlq_reason() -> Column:
-    """Why an envelope row cannot be placed by any metric (null when it can); mirrors filter_valid_events."""
-    return (
+def processing_time_micros() -> Column:
+    """The wall clock (epoch µs, at millisecond precision) when each row is evaluated. Not current_timestamp():
+    a streaming query turns that into a new literal, and so new generated code, every micro-batch (see
+    aggregations.schema.updated_at_or_default)."""
+    return F.expr("reflect('java.lang.System', 'currentTimeMillis')").cast("long") * 1000
+
+
+def is_from_the_future(max_future_skew_s: float) -> Column:
+    """True where `occurred_at` is more than `max_future_skew_s` ahead of processing time (null without a time).
+
+    The ingest API refuses such events (settings.event_max_future_skew_s); this catches any that reach the raw
+    topic by another path, before they can move a watermark. A replayed micro-batch evaluates the clock again:
+    time only moves on, so a replay can let through an event that was then at the edge, never one far ahead."""
+    return F.unix_micros(F.col("occurred_at")) > processing_time_micros() + int(max_future_skew_s * 1_000_000)
+
+
+def filter_plausible_event_times(events_df: DataFrame, max_future_skew_s: float) -> DataFrame:
+    """Events → those not more than `max_future_skew_s` ahead of processing time (apply before withWatermark:
+    one event dated 2099 would otherwise move the watermark to 2099 and every later event would be late)."""
+    return events_df.filter(~F.coalesce(is_from_the_future(max_future_skew_s), F.lit(False)))
+
+
+def future_reason(max_future_skew_s: float) -> str:
+    """The DLQ reason of an event filter_plausible_event_times drops (the ingest API's code, one fixed text per
+    setting, so the DLQ counter's label stays one value)."""
+    return f"occurred_at_in_future: more than {max_future_skew_s:g} s ahead of processing time"
+
+
+def dlq_reason(max_future_skew_s: float | None = None) -> Column:
+    """Why an envelope row cannot be placed by any metric (null when it can); mirrors filter_valid_events and,
+    with a skew, filter_plausible_event_times."""
+    reason = (
         F.when(F.col("raw").isNull(), F.lit("empty message"))
         .when(F.expr("try_parse_json(raw)").isNull(), F.lit("value is not valid JSON"))
         .when(F.col("tenant_id").isNull(), F.lit("missing or invalid tenant_id"))
         .when(F.col("event_type").isNull(), F.lit("missing or invalid event_type"))
         .when(F.col("occurred_at").isNull(), F.lit("missing or unparseable occurred_at"))
     )
+    if max_future_skew_s is not None:
+        reason = reason.when(is_from_the_future(max_future_skew_s), F.lit(future_reason(max_future_skew_s)))
+    return reason
 
 
-def with_dlq_reason(events_df: DataFrame) -> DataFrame:
-    """Envelope rows (with `raw`) → plus `dlq_reason`."""
-    return events_df.withColumn("dlq_reason", dlq_reason())
+def with_dlq_reason(events_df: DataFrame, max_future_skew_s: float | None = None) -> DataFrame:
+    """Envelope rows (with `raw`) → plus `dlq_reason` (events beyond `max_future_skew_s` too, when given)."""
+    return events_df.withColumn("dlq_reason", dlq_reason(max_future_skew_s))
 
 
 def with_dlq_records(rejected_df: DataFrame, detected_at: datetime) -> DataFrame:

@@ -8,6 +8,7 @@ whose tenant the token may not write is rejected to the dead-letter topic like a
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -27,8 +28,9 @@ from lakepulse.auth.tokens import AccessError, Forbidden, Principal, TokenVerifi
 from lakepulse.events import event_json_schema
 from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
 from lakepulse.ingest.metrics import IngestMetrics
-from lakepulse.ingest.processing import process_items
+from lakepulse.ingest.processing import EventRules, process_items
 from lakepulse.ingest.sink import EventSink, KafkaSink, KafkaUnavailable
+from lakepulse.ingest.topics import verify_topic_limits
 from lakepulse.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,12 @@ def get_limits(request: Request) -> Limits:
     return request.app.state.limits
 
 
+def get_rules(request: Request) -> EventRules:
+    """Dependency: the per-event rules (size, event time) of this app."""
+    rules: EventRules = request.app.state.rules
+    return rules
+
+
 def get_verifier(request: Request) -> TokenVerifier | None:
     """Dependency: the app's token verifier; None when auth is off."""
     verifier: TokenVerifier | None = request.app.state.verifier
@@ -134,6 +142,7 @@ def current_writer(
 SinkDep = Annotated[EventSink, Depends(get_sink)]
 MetricsDep = Annotated[IngestMetrics, Depends(get_metrics)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
+RulesDep = Annotated[EventRules, Depends(get_rules)]
 WriterDep = Annotated[Principal | None, Depends(current_writer)]
 
 router = APIRouter()
@@ -180,8 +189,10 @@ async def refused(request: Request, exc: Exception) -> Response:
 INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
         "model": IngestResponse,
-        "description": "Every event has a result; rejected ones (the contract's, or a tenant the token may not "
-        "write: tenant_not_allowed) went to the DLQ",
+        "description": "Every event has a result; rejected ones went to the DLQ with their reason: the contract's, "
+        "a tenant the token may not write (tenant_not_allowed), occurred_at too far ahead of the server clock "
+        "(occurred_at_in_future) or older than the horizon (occurred_at_too_old), or an event larger than the "
+        "limit (event_too_large)",
     },
     400: {"model": ErrorResponse, "description": "Body is not JSON, NDJSON or gzip, or holds no events"},
     401: {
@@ -203,7 +214,7 @@ INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/v1/events", status_code=202, responses=INGEST_RESPONSES)
 async def ingest_events(
-    request: Request, writer: WriterDep, sink: SinkDep, metrics: MetricsDep, limits: LimitsDep
+    request: Request, writer: WriterDep, sink: SinkDep, metrics: MetricsDep, limits: LimitsDep, rules: RulesDep
 ) -> Response:
     """Validate events, write accepted ones to the raw topic and rejected ones to the DLQ, then answer."""
     try:
@@ -218,6 +229,7 @@ async def ingest_events(
         datetime.now(UTC),
         request.headers.get("user-agent"),
         may_write=writer.may_write if writer is not None else None,
+        rules=rules,
     )
     started = perf_counter()
     try:
@@ -316,6 +328,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The size check belongs to the Kafka sink: an app whose sink a test swapped writes to no topic. A
+        # limit the topics cannot hold ends the start-up here (uvicorn exits), with the reason in the log.
+        if get_sink not in app.dependency_overrides:
+            await asyncio.to_thread(verify_topic_limits, settings)
         tune_gc()
         yield
         app.state.sinks.close()
@@ -328,12 +344,19 @@ def create_app(
     )
     app.state.settings = settings
     app.state.limits = limits
+    app.state.rules = EventRules.from_settings(settings)
     app.state.verifier = TokenVerifier(settings) if settings.auth_enabled else None
     if not settings.auth_enabled:
         log.warning("LAKEPULSE_AUTH_ENABLED is false: the ingest API takes events for every tenant, with no token")
     app.state.metrics = IngestMetrics()
     app.state.sinks = SinkHolder(
-        lambda: KafkaSink(settings.kafka_bootstrap, settings.topic_events_raw, settings.topic_events_dlq, timeout_s)
+        lambda: KafkaSink(
+            settings.kafka_bootstrap,
+            settings.topic_events_raw,
+            settings.topic_events_dlq,
+            timeout_s,
+            max_event_bytes=settings.ingest_max_event_bytes,
+        )
     )
     app.add_exception_handler(AccessError, refused)
     app.include_router(router)

@@ -12,8 +12,11 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from lakepulse.ingest.processing import KafkaRecord
+from lakepulse.ingest.topics import record_overhead
 
 DEFAULT_DELIVERY_TIMEOUT_S = 5.0
+# librdkafka's default message.max.bytes: it refuses a larger record locally, before any broker sees it.
+LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
 QUEUE_FULL_BACKOFF_S = 0.005
 
 
@@ -37,9 +40,12 @@ class EventSink(Protocol):
         ...
 
 
-def producer_config(bootstrap: str, delivery_timeout_s: float) -> dict[str, Any]:
-    """librdkafka settings: durable (acks=all, idempotent), batched, Java-compatible key partitioning."""
+def producer_config(bootstrap: str, delivery_timeout_s: float, max_event_bytes: int | None = None) -> dict[str, Any]:
+    """librdkafka settings: durable (acks=all, idempotent), batched, Java-compatible key partitioning, and
+    room for the largest event the service accepts (`max_event_bytes`) when that exceeds librdkafka's default."""
+    room = max(LIBRDKAFKA_MESSAGE_MAX_BYTES, (max_event_bytes or 0) + record_overhead(max_event_bytes or 0))
     return {
+        "message.max.bytes": room,
         "bootstrap.servers": bootstrap,
         "client.id": "lakepulse-ingest",
         "acks": "all",
@@ -102,11 +108,12 @@ class KafkaSink:
         raw_topic: str,
         dlq_topic: str,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+        max_event_bytes: int | None = None,
     ) -> None:
         self.raw_topic = raw_topic
         self.dlq_topic = dlq_topic
         self.delivery_timeout_s = delivery_timeout_s
-        self._producer = Producer(producer_config(bootstrap, delivery_timeout_s))
+        self._producer = Producer(producer_config(bootstrap, delivery_timeout_s, max_event_bytes))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
         self._poller.start()

@@ -20,6 +20,7 @@ from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.ingest.app import create_app
 from lakepulse.settings import Settings
 from tests.integration.ingest_fixtures import bearer, producer_token, read_topic, start_ingest_server, topics
+from tests.stack_events import hours_ago, rfc3339
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka")]
 
@@ -28,7 +29,7 @@ REASON_B = "tenant_not_allowed: this credential may not write tenant '{tenant}'"
 
 def event(tenant: str, event_id: str) -> dict[str, object]:
     return {"event_id": event_id, "tenant_id": tenant, "event_type": "signup",
-            "occurred_at": "2024-05-01T00:00:00Z", "source": "auth-test"}
+            "occurred_at": rfc3339(hours_ago(2)), "source": "auth-test"}
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_the_generator_authenticates_by_itself(settings: Settings, run_id: str, 
     # What the stack's `demo` service runs: `lakepulse generate --target api` with no token given.
     raw_topic, dlq_topic = f"it.{run_id}.gen-auth.raw", f"it.{run_id}.gen-auth.dlq"
     options = {"rate": 100.0, "duration_s": 3.0, "seed": 3, "tenants": 2, "run_id": run_id,
-               "start": datetime(2024, 5, 1, 12, tzinfo=UTC)}
+               "start": hours_ago(3)}
     valid = sum(e.is_valid for e in generate_events(GeneratorConfig(**options)))  # type: ignore[arg-type]
     assert valid > 20
     with topics(settings.kafka_bootstrap, [raw_topic, dlq_topic]):
@@ -113,7 +114,7 @@ def test_the_generator_authenticates_by_itself(settings: Settings, run_id: str, 
             generated = subprocess.run(
                 [str(Path(sys.executable).parent / "lakepulse"), "generate", "--target", "api", "--api-url",
                  server.url, "--rate", "100", "--duration", "3", "--seed", "3", "--tenants", "2", "--run-id", run_id,
-                 "--start", "2024-05-01T12:00:00Z", "--no-pace"],
+                 "--start", rfc3339(options["start"]), "--no-pace"],
                 env=env, capture_output=True, text=True, timeout=120, check=False)
         finally:
             server.stop()

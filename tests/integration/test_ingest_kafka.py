@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +16,7 @@ from lakepulse.generator.targets import KafkaTarget, run
 from lakepulse.sdk import IngestClient
 from lakepulse.settings import Settings
 from tests.integration.ingest_fixtures import bearer, producer_token, read_topic, start_ingest_server, topics
+from tests.stack_events import hours_ago, rfc3339
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka")]
 
@@ -27,7 +28,7 @@ def messy_config(run_id: str) -> GeneratorConfig:
         time_scale=60,
         seed=11,
         tenants=4,
-        start=datetime(2024, 5, 1, 11, 30, tzinfo=UTC),
+        start=hours_ago(3) + timedelta(minutes=30),
         late_fraction=0.03,
         duplicate_fraction=0.05,
         out_of_order_fraction=0.1,
@@ -109,7 +110,7 @@ def test_missing_topic_is_a_503_not_a_500(settings: Settings, run_id: str) -> No
 
     app = create_app(settings.model_copy(update={"topic_events_raw": f"it.{run_id}.absent"}), delivery_timeout_s=2)
     with TestClient(app) as client:
-        event = {"tenant_id": "t", "event_type": "x", "occurred_at": "2024-05-01T00:00:00Z", "source": "s"}
+        event = {"tenant_id": "t", "event_type": "x", "occurred_at": rfc3339(hours_ago(2)), "source": "s"}
         response = client.post("/v1/events", json=event, headers=bearer(producer_token(settings, ["t"])))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"

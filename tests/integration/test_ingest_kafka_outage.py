@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,6 +21,7 @@ from tests.integration.ingest_fixtures import (
     topics,
     wait_until,
 )
+from tests.stack_events import hours_ago
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def test_acknowledged_events_survive_a_broker_outage(settings: Settings, tmp_pat
                 {"LAKEPULSE_KAFKA_BOOTSTRAP": kafka.bootstrap}, tmp_path / "uvicorn.log"
             )
             config = GeneratorConfig(
-                rate=70, duration_s=60, time_scale=60, seed=5, start=datetime(2024, 5, 1, 12, tzinfo=UTC)
+                rate=70, duration_s=60, time_scale=60, seed=5, start=hours_ago(3)
             )
             lines = [e.line for e in generate_events(config) if e.is_valid][:EVENTS]
             assert len(lines) == EVENTS

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from lakepulse.auth.tokens import mint_token
+from lakepulse.events import rfc3339_utc
 from lakepulse.ingest.app import create_app, get_sink
 from lakepulse.ingest.body import Limits
 from lakepulse.ingest.processing import KafkaRecord
 from lakepulse.ingest.sink import KafkaUnavailable
-from lakepulse.settings import get_settings
+from lakepulse.ingest.topics import TopicLimitError
+from lakepulse.settings import Settings, get_settings
 
-EVENT = {"tenant_id": "t1", "event_type": "signup", "occurred_at": "2024-05-01T00:00:00Z", "source": "web"}
+# A minute old: within the default horizon (event_max_age_days) whenever the tests run.
+EVENT = {
+    "tenant_id": "t1",
+    "event_type": "signup",
+    "occurred_at": rfc3339_utc(datetime.now(UTC) - timedelta(minutes=1)),
+    "source": "web",
+}
 
 
 class RecordingSink:
@@ -144,3 +153,80 @@ def test_openapi_describes_the_event_body_the_503_and_the_bearer_token() -> None
     assert "WWW-Authenticate" in post["responses"]["401"]["headers"]
     assert "security" not in schema["paths"]["/health"]["get"]
     assert "OrderPlacedProperties" in schema["components"]["schemas"]
+
+
+def default_limits_client(sink: RecordingSink, **settings: object) -> TestClient:
+    """The app with the request limits and per-event rules of the settings (plus `settings`) and `sink`."""
+    app = create_app(get_settings().model_copy(update=settings))
+    app.dependency_overrides[get_sink] = lambda: sink
+    token = mint_token(get_settings(), role="producer", tenants=["t1"])
+    return TestClient(app, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_an_oversize_event_is_refused_per_event_and_the_rest_accepted(sink: RecordingSink) -> None:
+    """The issue's request: one event with 200,000 properties (~3.5 MB) among valid ones used to answer 503 for
+    the whole request; now that event alone is refused (a permanent error: never a 5xx)."""
+    huge = {**EVENT, "event_id": "huge", "properties": {f"key_{i:06d}": i for i in range(200_000)}}
+    body = orjson.dumps([{**EVENT, "event_id": "a"}, huge, {**EVENT, "event_id": "c"}])
+    assert len(body) > 3_500_000
+    with default_limits_client(sink) as client:
+        response = client.post("/v1/events", content=body, headers={"content-type": "application/json"})
+        metrics = client.get("/metrics").text
+    assert response.status_code == 202
+    results = response.json()["results"]
+    assert [(r["event_id"], r["status"]) for r in results] == [
+        ("a", "accepted"), ("huge", "rejected"), ("c", "accepted")
+    ]
+    assert results[1]["reason"] == (
+        f"event_too_large: the event is {len(orjson.dumps(huge)):,} bytes serialised; at most 900,000 bytes are allowed"
+    )
+    assert [orjson.loads(r.value)["event_id"] for r in sink.raw] == ["a", "c"]
+    (letter,) = sink.dlq
+    assert len(letter.value) <= get_settings().ingest_max_event_bytes
+    assert orjson.loads(letter.value)["raw_truncated"] is True
+    assert "lakepulse_ingest_events_dead_lettered_total 1.0" in metrics
+
+
+def test_future_and_too_old_events_are_refused_per_event(sink: RecordingSink) -> None:
+    now = datetime.now(UTC)
+    events = [
+        {**EVENT, "event_id": "future", "occurred_at": "2099-01-01T00:00:00Z"},
+        {**EVENT, "event_id": "ahead", "occurred_at": rfc3339_utc(now + timedelta(hours=2))},
+        {**EVENT, "event_id": "old", "occurred_at": "1970-01-01T00:00:00Z"},
+        {**EVENT, "event_id": "fine"},
+    ]
+    with default_limits_client(sink) as client:
+        response = client.post("/v1/events", json=events)
+    assert response.status_code == 202
+    assert [(r["event_id"], r["status"], r.get("reason", "").split(":")[0]) for r in response.json()["results"]] == [
+        ("future", "rejected", "occurred_at_in_future"),
+        ("ahead", "rejected", "occurred_at_in_future"),
+        ("old", "rejected", "occurred_at_too_old"),
+        ("fine", "accepted", ""),
+    ]
+    assert [orjson.loads(r.value)["event_id"] for r in sink.dlq] == ["future", "ahead", "old"]
+    # No horizon: the 1970 event is accepted (and repaired into history); the future ones still are not.
+    sink.raw.clear()
+    with default_limits_client(sink, event_max_age_days=None) as client:
+        accepted = [r["event_id"] for r in client.post("/v1/events", json=events).json()["results"]
+                    if r["status"] == "accepted"]
+    assert accepted == ["old", "fine"]
+
+
+def test_start_up_checks_the_topics_unless_the_sink_is_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[int] = []
+
+    def refuse(settings: Settings) -> dict[str, int]:
+        checked.append(settings.ingest_max_event_bytes)
+        raise TopicLimitError("LAKEPULSE_INGEST_MAX_EVENT_BYTES=20,000,000 allows events that Kafka would refuse")
+
+    monkeypatch.setattr("lakepulse.ingest.app.verify_topic_limits", refuse)
+    app = create_app(get_settings().model_copy(update={"ingest_max_event_bytes": 20_000_000}))
+    with pytest.raises(TopicLimitError, match="would refuse"), TestClient(app):
+        pass
+    assert checked == [20_000_000]
+    swapped = create_app(get_settings().model_copy(update={"ingest_max_event_bytes": 20_000_000}))
+    swapped.dependency_overrides[get_sink] = RecordingSink
+    with TestClient(swapped) as client:
+        assert client.get("/health").status_code == 200
+    assert checked == [20_000_000]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
 from lakepulse.events import rfc3339_utc
 from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
-from lakepulse.ingest.processing import device_family, process_items
+from lakepulse.ingest.processing import EventRules, device_family, process_items
 
 EVENT = {"tenant_id": "t1", "event_type": "signup", "occurred_at": "2024-05-01T00:00:00Z", "source": "web"}
 LIMITS = Limits(max_body_bytes=10_000, max_decoded_bytes=20_000, max_events=3)
@@ -155,3 +155,104 @@ def test_device_family_comes_from_the_user_agent() -> None:
 def test_received_at_is_utc_rfc3339_with_milliseconds() -> None:
     moment = datetime.fromisoformat("2024-05-01T12:00:00.987654+02:00")
     assert rfc3339_utc(moment) == "2024-05-01T10:00:00.987Z"
+
+
+# --- per-event rules: size and event time ---------------------------------------------------------------
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+RULES = EventRules(max_event_bytes=4096, max_future_skew_s=300, max_age_days=30)
+
+
+def at(offset: timedelta) -> str:
+    return rfc3339_utc(NOW + offset)
+
+
+def test_event_times_beyond_the_skew_or_the_horizon_are_dead_lettered_the_rest_accepted() -> None:
+    events = [
+        {**EVENT, "event_id": "now", "occurred_at": at(timedelta(0))},
+        {**EVENT, "event_id": "future", "occurred_at": "2099-01-01T00:00:00Z"},
+        {**EVENT, "event_id": "skew", "occurred_at": at(timedelta(seconds=300))},
+        {**EVENT, "event_id": "ahead", "occurred_at": at(timedelta(seconds=301))},
+        {**EVENT, "event_id": "epoch", "occurred_at": "1970-01-01T00:00:00Z"},
+        {**EVENT, "event_id": "month", "occurred_at": at(-timedelta(days=30))},
+        {**EVENT, "event_id": "year-1", "occurred_at": "0001-01-01T00:00:00+01:00"},  # before 0001 in UTC
+        {**EVENT, "event_id": "year-9999", "occurred_at": "9999-12-31T23:59:59-01:00"},  # after 9999 in UTC
+    ]
+    batch = process_items(split_body(orjson.dumps(events), "application/json", Limits()), NOW, None, rules=RULES)
+    verdicts = [(r.event_id, r.status, getattr(r, "reason", "").split(":")[0]) for r in batch.results]
+    assert verdicts == [
+        ("now", "accepted", ""),
+        ("future", "rejected", "occurred_at_in_future"),
+        ("skew", "accepted", ""),
+        ("ahead", "rejected", "occurred_at_in_future"),
+        ("epoch", "rejected", "occurred_at_too_old"),
+        ("month", "accepted", ""),
+        ("year-1", "rejected", "occurred_at_too_old"),
+        ("year-9999", "rejected", "occurred_at_in_future"),
+    ]
+    dead = [orjson.loads(record.value) for record in batch.dlq_records]
+    assert [(d["event_id"], d["tenant_id"], d["reason"].split(":")[0]) for d in dead] == [
+        ("future", "t1", "occurred_at_in_future"),
+        ("ahead", "t1", "occurred_at_in_future"),
+        ("epoch", "t1", "occurred_at_too_old"),
+        ("year-1", "t1", "occurred_at_too_old"),
+        ("year-9999", "t1", "occurred_at_in_future"),
+    ]
+    assert [orjson.loads(d["raw"])["event_id"] for d in dead] == [  # whole payloads
+        "future", "ahead", "epoch", "year-1", "year-9999"
+    ]
+    assert [orjson.loads(r.value)["event_id"] for r in batch.raw_records] == ["now", "skew", "month"]
+
+
+def big_event(event_id: str, keys: int) -> dict[str, object]:
+    properties = {f"k{i}": i for i in range(keys)}
+    return {**EVENT, "event_id": event_id, "occurred_at": at(timedelta(0)), "properties": properties}
+
+
+def test_an_oversize_event_is_refused_alone_and_its_dead_letter_fits_the_limit() -> None:
+    huge = big_event("huge", 2_000)  # ~24 KB against a 4 KB limit
+    items = split_body(orjson.dumps([big_event("ok-1", 3), huge, big_event("ok-2", 3)]), "application/json", Limits())
+    batch = process_items(items, NOW, None, rules=RULES)
+    assert [(r.event_id, r.status) for r in batch.results] == [
+        ("ok-1", "accepted"), ("huge", "rejected"), ("ok-2", "accepted")
+    ]
+    size = len(orjson.dumps(huge))
+    assert batch.results[1].reason == (  # type: ignore[union-attr]
+        f"event_too_large: the event is {size:,} bytes serialised; at most 4,096 bytes are allowed"
+    )
+    (record,) = batch.dlq_records
+    assert len(record.value) <= RULES.max_event_bytes  # type: ignore[operator]
+    letter = orjson.loads(record.value)
+    assert (letter["tenant_id"], letter["event_id"], letter["raw_truncated"], letter["raw_bytes"]) == (
+        "t1", "huge", True, size
+    )
+    assert orjson.dumps(huge).decode().startswith(letter["raw"])
+    assert record.key == b"t1"
+
+
+def test_the_limit_counts_the_server_fields_kafka_would_get() -> None:
+    # A line that fits as sent but not once received_at, device_family and a server event id are added.
+    event = {**big_event("x", 0), "properties": {"pad": ""}}
+    event.pop("event_id")
+    base = len(orjson.dumps(event))
+    event["properties"] = {"pad": "a" * (RULES.max_event_bytes - base)}  # type: ignore[operator]
+    line = orjson.dumps(event)
+    assert len(line) == RULES.max_event_bytes
+    batch = process_items(split_body(line, "application/x-ndjson", Limits()), NOW, None, rules=RULES)
+    assert batch.accepted == 0
+    assert (batch.results[0].reason or "").startswith("event_too_large: the event is 4,2")  # type: ignore[union-attr]
+    assert len(batch.dlq_records[0].value) <= RULES.max_event_bytes  # type: ignore[operator]
+
+
+def test_an_invalid_event_whose_escaped_payload_would_not_fit_is_summarised() -> None:
+    # 3 KB as sent, but each escaped backslash (2 bytes) takes 4 in the dead letter's JSON string.
+    line = b'{"tenant_id":"t1","event_id":"ctl","bad":"' + b"\\\\" * 1500 + b'"}'
+    assert len(line) < RULES.max_event_bytes  # type: ignore[operator]
+    batch = process_items(split_body(line, "application/x-ndjson", Limits()), NOW, None, rules=RULES)
+    (record,) = batch.dlq_records
+    letter = orjson.loads(record.value)
+    assert len(record.value) <= RULES.max_event_bytes  # type: ignore[operator]
+    assert (letter["event_id"], letter["raw_truncated"], letter["raw_bytes"]) == ("ctl", True, len(line))
+    assert letter["reason"].startswith("occurred_at: Field required")
+    # Small dead letters keep the whole payload and no summary fields.
+    small = process_items(split_body(b"{oops", "application/x-ndjson", Limits()), NOW, None, rules=RULES)
+    assert set(orjson.loads(small.dlq_records[0].value)) == {"reason", "raw", "received_at", "tenant_id", "event_id"}

@@ -25,15 +25,17 @@ from lakepulse.ingest.body import Item, Limits
 from lakepulse.ingest.processing import KafkaRecord, process_items, tenant_not_allowed
 from lakepulse.sdk import DeliveryError, IngestClient
 from lakepulse.settings import Settings
+from tests.stack_events import hours_ago, rfc3339
 from tests.unit.cluster_settings import CLUSTER_KWARGS
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
-RECEIVED = datetime(2024, 5, 1, 12, tzinfo=UTC)
+RECEIVED = hours_ago(1)
+OCCURRED = rfc3339(hours_ago(2))  # the ingest API refuses events older than its horizon
 
 
 def event(tenant: str, event_id: str, **overrides: Any) -> dict[str, Any]:
     return {"event_id": event_id, "tenant_id": tenant, "event_type": "signup",
-            "occurred_at": "2024-05-01T00:00:00Z", "source": "web", **overrides}
+            "occurred_at": OCCURRED, "source": "web", **overrides}
 
 
 def items(*events: dict[str, Any]) -> list[Item]:

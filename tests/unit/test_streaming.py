@@ -311,3 +311,68 @@ def test_stop_spark_ends_the_jvm_even_when_it_ignores_its_stdin_closing(command:
     session: Any = StoppableSession(jvm)
     stop_spark(session, timeout_s=1.0)
     assert session.stopped and jvm.returncode == returncode
+
+
+@pytest.mark.spark
+def test_events_far_ahead_of_processing_time_get_a_dlq_reason_and_are_filtered(spark) -> None:
+    from pyspark.sql import Row
+
+    from streaming.transforms import filter_plausible_event_times, with_dlq_reason, with_events_and_raw
+
+    now = datetime.now(UTC)
+    stamps = {"now": now, "ahead_1_min": now + timedelta(minutes=1), "ahead_1_h": now + timedelta(hours=1),
+              "2099": datetime(2099, 1, 1, tzinfo=UTC)}
+    values = [json.dumps({"event_id": name, "tenant_id": "t1", "event_type": "page_view", "source": "s",
+                          "occurred_at": at.isoformat().replace("+00:00", "Z"), "properties": {}})
+              for name, at in stamps.items()]
+    events_df = with_events_and_raw(spark.createDataFrame([Row(value=v.encode()) for v in values]))
+    reasons = {r["event_id"]: r["dlq_reason"] for r in with_dlq_reason(events_df, 300).collect()}
+    future = "occurred_at_in_future: more than 300 s ahead of processing time"
+    assert reasons == {"now": None, "ahead_1_min": None, "ahead_1_h": future, "2099": future}
+    assert {r["dlq_reason"] for r in with_dlq_reason(events_df).collect()} == {None}  # no skew: no such check
+    kept = sorted(r["event_id"] for r in filter_plausible_event_times(events_df, 300).collect())
+    assert kept == ["ahead_1_min", "now"]
+
+
+@pytest.mark.spark
+def test_an_event_dated_2099_does_not_move_the_watermark_of_the_minute_query(spark, tmp_path: Path) -> None:
+    """The issue's bug, on the minute query's own plan: a 2099 event in one micro-batch used to set the
+    watermark to 2098-12-31T23:58, so the next micro-batches' current events were all dropped as late."""
+    from streaming.job import sketch_split, with_minute_records, with_watermarked_events
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def send(name: str, *events: tuple[str, datetime]) -> None:
+        lines = [json.dumps({"event_id": event_id, "tenant_id": "t-wm", "event_type": "page_view", "source": "s",
+                             "occurred_at": at.isoformat().replace("+00:00", "Z"), "properties": {}})
+                 for event_id, at in events]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        (tmp_path / name).rename(incoming / name)  # whole files only: the source lists the directory
+
+    raw_df = spark.readStream.format("text").load(str(incoming))
+    plain, _ = sketch_split()
+    records_df = with_minute_records(with_watermarked_events(raw_df, "2 minutes", 300.0), plain)
+    query = (records_df.writeStream.format("memory").queryName("wm_2099").outputMode("update")
+             .option("checkpointLocation", str(tmp_path / "checkpoint")).start())
+    try:
+        send("1.json", ("far", datetime(2099, 1, 1, tzinfo=UTC)), ("first", now - timedelta(seconds=30)))
+        query.processAllAvailable()
+        send("2.json", ("second", now - timedelta(seconds=20)))
+        query.processAllAvailable()
+        send("3.json", ("third", now - timedelta(seconds=10)))
+        query.processAllAvailable()
+        watermark = query.lastProgress["eventTime"]["watermark"]
+        values = [json.loads(r[0]) for r in spark.sql("SELECT CAST(value AS STRING) FROM wm_2099").collect()]
+    finally:
+        query.stop()
+    # The watermark follows the current events (the newest minus 2 minutes), not 2099.
+    newest = now - timedelta(seconds=10)
+    assert watermark == (newest - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    # Update mode emits a row per change: the last (largest) count of each minute's `events` row.
+    counts: dict[object, int] = {}
+    for row in values:
+        if row["metric"] == "events":
+            counts[row["window_start"]] = max(counts.get(row["window_start"], 0), row["count"])
+    assert sum(counts.values()) == 3  # first, second and third; nothing of 2099
