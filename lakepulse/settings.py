@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # PostgreSQL: configuration (dashboards, widgets, alert rules and history) and Airflow's metadata, each in
     # a database of its own. Locally the stack runs it (`postgres` service) on `postgres_port`; in cluster
     # mode set `database_url` and `airflow_database_url` to a managed PostgreSQL.
-    postgres_port: int = 5433
+    postgres_port: int = 5432
     postgres_user: str = "lakepulse"
     postgres_password: SecretStr = SecretStr(LOCAL_PLACEHOLDER_SECRET)
     database_url: SecretStr | None = None  # default: the local server's `lakepulse` database
@@ -184,9 +184,11 @@ class Settings(BaseSettings):
         return int(self.s3_endpoint.rsplit(":", 1)[1].split("/")[0])
 
     def postgres_url(self, database: str, driver: str = "psycopg") -> str:
-        """The local PostgreSQL server's URL of `database` (the stack's own server)."""
-        password = self.postgres_password.get_secret_value()
-        return f"postgresql+{driver}://{self.postgres_user}:{password}@{self.bind_host}:{self.postgres_port}/{database}"
+        """The local PostgreSQL server's URL of `database` (the stack's own server); user and password are
+        percent-encoded, so any character of a password (`@`, `/`, `:`, `%`) reaches the server as it is."""
+        user = quote(self.postgres_user, safe="")
+        password = quote(self.postgres_password.get_secret_value(), safe="")
+        return f"postgresql+{driver}://{user}:{password}@{self.bind_host}:{self.postgres_port}/{database}"
 
     @property
     def config_database_url(self) -> str:

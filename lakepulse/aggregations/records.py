@@ -8,10 +8,9 @@ import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import ArrayType, BinaryType, DataType, MapType, StructType, TimestampType
 
-from lakepulse.aggregations.schema import PARTIAL_KEY
-
-ORDER_KEY: tuple[str, ...] = ("tenant_id", "order_id")
-COURIER_KEY: tuple[str, ...] = ("tenant_id", "courier_id")
+from lakepulse.catalog.rows import COURIER_KEY as COURIER_KEY
+from lakepulse.catalog.rows import ORDER_KEY as ORDER_KEY
+from lakepulse.catalog.rows import PARTIAL_KEY
 
 
 def _pinot_encoded(name: str, data_type: DataType) -> Column:

@@ -1,4 +1,4 @@
-"""Spark schemas: the raw event envelope in `events.raw` and the minute partial-aggregate row contract."""
+"""Spark schemas: the raw event envelope in `events.raw`; the row contracts (lakepulse.catalog.rows) re-exported."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import (
     ArrayType,
-    BinaryType,
-    BooleanType,
     DoubleType,
     LongType,
-    MapType,
     StringType,
     StructField,
     StructType,
     TimestampType,
 )
 
-from lakepulse.events import ORDER_STATUSES
+# The row contracts of the tables the aggregations feed live in the catalog, beside the table definitions derived
+# from them (lakepulse.catalog.pinot); re-exported here, where the transforms that produce them are.
+from lakepulse.catalog.rows import COURIER_STATE_SCHEMA as COURIER_STATE_SCHEMA
+from lakepulse.catalog.rows import DIMS_TYPE as DIMS_TYPE
+from lakepulse.catalog.rows import ORDER_STATE_SCHEMA as ORDER_STATE_SCHEMA
+from lakepulse.catalog.rows import PARTIAL_COLUMNS as PARTIAL_COLUMNS
+from lakepulse.catalog.rows import PARTIAL_KEY as PARTIAL_KEY
+from lakepulse.catalog.rows import PARTIAL_SCHEMA as PARTIAL_SCHEMA
 
 ITEM_SCHEMA = StructType(
     [
@@ -80,64 +84,6 @@ WIRE_EVENT_SCHEMA = StructType(
 def rfc3339_timestamp(text: Column) -> Column:
     """RFC 3339 text (any case, "T" or space, Z or offset, up to ns) → UTC timestamp; null if unreadable."""
     return F.upper(text).try_cast(TimestampType())
-
-DIMS_TYPE = MapType(StringType(), StringType())
-
-# The minute partial-aggregate row contract, shared by Kafka `metrics.minute`, Pinot and Delta.
-PARTIAL_SCHEMA = StructType(
-    [
-        StructField("tenant_id", StringType(), False),
-        StructField("metric", StringType(), False),
-        StructField("dims_key", StringType(), False),
-        StructField("dims", DIMS_TYPE, False),
-        StructField("window_start", TimestampType(), False),
-        StructField("window_end", TimestampType(), False),
-        StructField("count", LongType(), False),
-        StructField("sum", DoubleType()),
-        StructField("min", DoubleType()),
-        StructField("max", DoubleType()),
-        StructField("hll_sketch", BinaryType()),
-        StructField("theta_sketch", BinaryType()),
-        StructField("buckets", ArrayType(LongType())),
-        StructField("updated_at", TimestampType(), False),
-    ]
-)
-
-PARTIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in PARTIAL_SCHEMA.fields)
-PARTIAL_KEY: tuple[str, ...] = ("tenant_id", "metric", "dims_key", "window_start")
-
-
-ORDER_STATE_SCHEMA = StructType(
-    [
-        StructField("tenant_id", StringType(), False),
-        StructField("order_id", StringType(), False),
-        StructField("status", StringType()),
-        StructField("status_at", TimestampType()),
-        *[StructField(f"{s}_at", TimestampType()) for s in ORDER_STATUSES],
-        StructField("amount", DoubleType()),
-        StructField("currency", StringType()),
-        StructField("prep_seconds", DoubleType()),
-        StructField("food_rating", DoubleType()),
-        StructField("delivery_rating", DoubleType()),
-        StructField("rated_at", TimestampType()),
-        StructField("last_event_at", TimestampType(), False),
-        StructField("updated_at", TimestampType(), False),
-    ]
-)
-
-COURIER_STATE_SCHEMA = StructType(
-    [
-        StructField("tenant_id", StringType(), False),
-        StructField("courier_id", StringType(), False),
-        StructField("status", StringType()),
-        StructField("order_id", StringType()),
-        StructField("status_at", TimestampType()),
-        StructField("is_waiting", BooleanType()),
-        StructField("last_event_at", TimestampType(), False),
-        StructField("updated_at", TimestampType(), False),
-    ]
-)
-
 
 def with_parsed_events(raw_df: DataFrame, value_col: str = "value") -> DataFrame:
     """Kafka-shaped rows (binary/string JSON in `value_col`) → one column per envelope field."""

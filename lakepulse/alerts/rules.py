@@ -37,6 +37,7 @@ class Rule(BaseModel):
     """One alert rule; `tenant_id` "*" evaluates every tenant separately."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str = ""  # shown in events and kept in alert history (a database rule's name; files may omit it)
     metric: str
     tenant_id: str = "*"
     dimensions: dict[str, str] = Field(default_factory=dict)  # rows must carry these values
@@ -64,7 +65,8 @@ class Rule(BaseModel):
 
 def webhook_of(channel: str) -> str | None:
     """The webhook URL of a channel ("kafka" has none)."""
-    return channel if channel.startswith(("http://", "https://")) else None
+    # Schemes are case-insensitive (the API accepts HTTPS://...): such a URL must not silently go undelivered.
+    return channel if channel.lower().startswith(("http://", "https://")) else None
 
 
 def keep_minutes(rules: Iterable[Rule]) -> int:
@@ -191,6 +193,7 @@ class AlertEvent:
     baseline_std: float | None
     dimensions: dict[str, str]
     channel: str
+    rule_name: str = ""  # the rule's name as it fired (history keeps it when the rule is deleted)
 
     @property
     def webhook(self) -> str | None:
@@ -207,7 +210,7 @@ def _check_unique(rules: list[Rule]) -> None:
 
 
 def _identity(rule: Rule) -> tuple[object, ...]:
-    """What a breach is about: a change here closes an open breach; threshold, window and baseline do not."""
+    """What a breach is about: a change here closes an open breach; name, threshold, window and baseline do not."""
     return rule.metric, rule.tenant_id, sorted(rule.dimensions.items()), rule.condition, rule.channel
 
 
@@ -334,4 +337,5 @@ class Evaluator:
             baseline_std=statistics.pstdev(baseline) if baseline else None,
             dimensions=rule.dimensions,
             channel=rule.channel,
+            rule_name=rule.name,
         )

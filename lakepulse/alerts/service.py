@@ -2,9 +2,11 @@
 
 On start it replays the last hour-ish of `metrics.minute` (offsets by timestamp, no consumer-group state),
 so windows and baselines are rebuilt, and evaluates once the replay is done; breach state is persisted, so a
-restart never fires twice. Rules come from a `RuleSource`, re-read every few seconds: created, changed and
-deleted rules apply without a restart (a new metric or a longer window replays the rows it needs).
-Webhook URLs are checked at every delivery (`webhooks.py`).
+restart never fires twice. Rules come from a `RuleSource`, by default every tenant's enabled rules in the
+configuration database (PostgreSQL, written through the API), re-read every few seconds: created, changed,
+disabled and deleted rules apply without a restart (a new metric or a longer window replays the rows it needs).
+Every published event is written to the alert history (`history.py`). Webhook URLs are checked at every
+delivery (`webhooks.py`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lakepulse.alerts.rules import AlertEvent, Evaluator
-from lakepulse.alerts.sources import FileRuleSource, RuleSource, reload_rules
+from lakepulse.alerts.history import DatabaseHistory
+from lakepulse.alerts.rules import AlertEvent, Evaluator, Rule
+from lakepulse.alerts.sources import DatabaseRuleSource, FileRuleSource, RuleSource, reload_rules
 from lakepulse.alerts.webhooks import pinned, webhook_addresses
+from lakepulse.config.db import ConfigDatabase
 from lakepulse.settings import Settings, get_settings
 
 log = logging.getLogger("lakepulse.alerts")
@@ -37,6 +41,9 @@ class AlertSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAKEPULSE_ALERTS_", env_file=".env", extra="ignore")
 
+    # database: every tenant's enabled rules in the configuration database (written through the API), and events
+    # recorded in its alert history; file: rules from `rules_file` (local experiments), no history.
+    rules_source: Literal["database", "file"] = "database"
     rules_file: Path | None = None  # default: <state_dir>/alerts/rules.json
     state_file: Path | None = None  # default: <state_dir>/alerts/state.json
     heartbeat_file: Path | None = None  # default: <state_dir>/alerts/heartbeat (touched every poll)
@@ -45,6 +52,7 @@ class AlertSettings(BaseSettings):
     webhook_timeout_s: float = 5.0
     poll_s: float = 0.5
     rules_poll_s: float = Field(default=2.0, gt=0)  # how often the rule source is re-read
+    first_read_s: float = Field(default=60.0, ge=0)  # how long the first read may keep failing before giving up
 
     def rules_path(self, settings: Settings) -> Path:
         return self.rules_file or settings.state_dir / "alerts" / "rules.json"
@@ -54,6 +62,10 @@ class AlertSettings(BaseSettings):
 
     def heartbeat_path(self, settings: Settings) -> Path:
         return self.heartbeat_file or settings.state_dir / "alerts" / "heartbeat"
+
+    def history_pending_path(self, settings: Settings) -> Path:
+        """Events not yet in the history (the database was down), beside the evaluator's state."""
+        return self.state_path(settings).with_name("history-pending.json")
 
 
 def is_alive(heartbeat: Path, max_age_s: float = 30.0) -> bool:
@@ -150,16 +162,46 @@ def _caught_up(consumer: Consumer, topic: str, ends: dict[int, int]) -> None:
                 del ends[tp.partition]
 
 
+def first_read(source: RuleSource, stop: threading.Event, wait_s: float, retry_s: float = 2.0) -> list[Rule]:
+    """The rules, read before anything is consumed; a failing read is retried for `wait_s` (the database may
+    still be starting), then raises: with no rules at all there would be nothing to evaluate."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return source()
+        except Exception as exc:
+            if time.monotonic() >= deadline or stop.is_set():
+                raise
+            log.warning("reading alert rules from %s failed (%s); retrying", source, exc)
+            stop.wait(retry_s)
+
+
 def run(settings: Settings, alerts: AlertSettings, stop: threading.Event, source: RuleSource | None = None,
-        on_delivery: Callable[[AlertEvent, Delivery], None] | None = None) -> None:
-    """Evaluate until `stop` is set: rules from `source` (default: the rules file), re-read every
-    `rules_poll_s`; `on_delivery` is told how each webhook delivery ended (e.g. to keep alert history)."""
+        on_delivery: Callable[[AlertEvent, Delivery], None] | None = None,
+        history: DatabaseHistory | None = None) -> None:
+    """Evaluate until `stop` is set: rules from `source`, re-read every `rules_poll_s`; published events go to
+    `history`. Without a source, `alerts.rules_source` chooses: the configuration database (rules, and the
+    history too unless given) or the rules file. `on_delivery` is told how each webhook delivery ended."""
+    db: ConfigDatabase | None = None
+    if source is None and alerts.rules_source == "database":
+        db = ConfigDatabase.from_settings(settings, "lakepulse-alerts")
+        source = DatabaseRuleSource(db)
+        history = history or DatabaseHistory(db, alerts.history_pending_path(settings))
     source = source or FileRuleSource(alerts.rules_path(settings))
+    try:
+        _run(settings, alerts, stop, source, on_delivery, history)
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _run(settings: Settings, alerts: AlertSettings, stop: threading.Event, source: RuleSource,
+         on_delivery: Callable[[AlertEvent, Delivery], None] | None, history: DatabaseHistory | None) -> None:
     state_path = alerts.state_path(settings)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     evaluator = Evaluator([], state)
     # Read once before consuming, and fail loudly: a first read that fails would leave nothing to evaluate.
-    rules = source()
+    rules = first_read(source, stop, alerts.first_read_s)
     topic = settings.topic_metrics_minute
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "lakepulse-alerts",
                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
@@ -170,6 +212,10 @@ def run(settings: Settings, alerts: AlertSettings, stop: threading.Event, source
         for event in events:
             producer.produce(settings.topic_alerts, event.to_json(), f"{event.rule_id}|{event.tenant_id}")
         producer.flush(30)
+        # History before the webhooks (which may retry for a while): what the topic has, the history has; an
+        # event the database does not take now is kept and written later.
+        if history is not None and events:
+            history.record(events)
         for event in events:
             log.info("%s %s (%s, value %s)", event.status, event.id, event.reason, event.value)
             if event.webhook:
@@ -188,7 +234,7 @@ def run(settings: Settings, alerts: AlertSettings, stop: threading.Event, source
         # until the replay reaches the end it had at the start, so no rule judges a half-rebuilt window.
         behind = _replay(consumer, topic, evaluator.table.keep_minutes)
         backlog: set[tuple[str, str]] = set()
-        log.info("evaluating %d rules on %s", len(evaluator.rules), topic)
+        log.info("evaluating %d rules from %s on %s", len(evaluator.rules), source, topic)
         heartbeat = alerts.heartbeat_path(settings)
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
         next_rules = time.monotonic() + alerts.rules_poll_s
@@ -196,6 +242,8 @@ def run(settings: Settings, alerts: AlertSettings, stop: threading.Event, source
             heartbeat.touch()
             if time.monotonic() >= next_rules:
                 next_rules = time.monotonic() + alerts.rules_poll_s
+                if history is not None and history.pending:
+                    history.record()  # events the database did not take before
                 if (reload := reload_rules(source, evaluator)) is not None:
                     publish(reload.events)
                     # Changed thresholds and windows, and new rules, are judged on the rows already kept;

@@ -12,14 +12,22 @@ from typing import Final
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from lakepulse.api.cache import AnswerCache
 from lakepulse.api.deps import ApiMetricsDep, EngineSources
+from lakepulse.api.fastpath import CachedAnswerMiddleware
 from lakepulse.api.live import LiveReader, LiveSource
+from lakepulse.api.operations import Operations
+from lakepulse.api.push import PushHub
 from lakepulse.api.ratelimit import RateLimited, per_worker
 from lakepulse.api.responses import error_response, json_response
-from lakepulse.api.routes import catalog, series, top
+from lakepulse.api.routes import alert_rules, catalog, dashboards, series, top
 from lakepulse.api.routes import live as live_routes
+from lakepulse.api.routes import operations as ops_routes
+from lakepulse.api.routes import stream as stream_routes
+from lakepulse.api.routes import web as web_routes
 from lakepulse.api.series import SeriesRequestError
 from lakepulse.api.sources import (
     BatchSource,
@@ -32,6 +40,8 @@ from lakepulse.api.sources import (
 )
 from lakepulse.api.telemetry import ApiMetrics, RequestMetricsMiddleware
 from lakepulse.auth.tokens import AccessError, TokenVerifier
+from lakepulse.config.db import ConfigDatabase
+from lakepulse.config.errors import ConfigError, ConfigUnavailable
 from lakepulse.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +89,13 @@ async def invalid_parameters(request: Request, exc: Exception) -> Response:
     return error_response(400, reasons or "invalid request parameters")
 
 
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """The configuration database refused a connection, timed out or dropped one → 503 (no engine text)."""
+    log.warning("configuration database unavailable on %s %s: %s", request.method, request.url.path,
+                type(exc).__name__)
+    return await refused(request, ConfigUnavailable())
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected → 500 without internals (the traceback goes to the log)."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -105,7 +122,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for source in (sources.batch, sources.speed, app.state.live):
+        for source in (sources.batch, sources.speed, app.state.live, app.state.hub, app.state.config_db,
+                       app.state.ops):
             close = getattr(source, "close", None)
             if close is not None:
                 close()
@@ -121,14 +139,22 @@ def create_app(
     app.state.verifier = TokenVerifier(settings)
     app.state.sources = sources
     app.state.live = live or LiveSource(settings)
+    app.state.ops = Operations(settings, seam=sources.seam)  # the operations page's facts; connects on first use
+    app.state.hub = PushHub(settings)  # live push (SSE); its Kafka feed starts with the first viewer
     app.state.metrics = ApiMetrics()
+    app.state.config_db = ConfigDatabase.from_settings(settings, "lakepulse-api")  # connects on first use
     app.state.answers = AnswerCache(settings.api_cache_ttl_s)
     app.state.limiter = per_worker(settings.api_rate_limit_per_s, settings.api_rate_burst, settings.api_workers)
     if not settings.auth_enabled:
         log.warning("LAKEPULSE_AUTH_ENABLED is false: every request reads as an analyst, with no token")
+    if settings.auth_enabled:
+        # Added first, so it runs inside the metrics middleware: answers sent from the cache are counted too.
+        app.add_middleware(CachedAnswerMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for refusal in (AccessError, SeriesRequestError, RateLimited, SourceUnavailable):
+    for refusal in (AccessError, SeriesRequestError, RateLimited, SourceUnavailable, ConfigError):
         app.add_exception_handler(refusal, refused)
+    for unavailable in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(unavailable, database_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_parameters)
     app.add_exception_handler(Exception, internal_error)
     app.include_router(service)
@@ -136,4 +162,9 @@ def create_app(
     app.include_router(series.router)
     app.include_router(top.router)
     app.include_router(live_routes.router)
+    app.include_router(dashboards.router)
+    app.include_router(alert_rules.router)
+    app.include_router(stream_routes.router)
+    app.include_router(ops_routes.router)
+    web_routes.install(app)  # the dashboard's pages and static files (same origin)
     return app

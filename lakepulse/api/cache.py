@@ -39,6 +39,11 @@ class AnswerCache:
             return True, hit[1]
         return False, None
 
+    def peek(self, key: Hashable) -> Any:
+        """The answer cached for `key` if still fresh, else None (nothing is computed)."""
+        with self._lock:
+            return self._fresh(key)[1]
+
     def get(self, key: Hashable, compute: Callable[[], Any], keep: Callable[[Any], bool] | None = None) -> Any:
         """The cached answer or a fresh one; errors are never cached (the next request tries again), nor answers
         `keep` refuses (e.g. too large to hold)."""

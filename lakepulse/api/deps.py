@@ -6,19 +6,24 @@ Each is an `Annotated[..., Depends(...)]` alias reading the app's state, so a te
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import Depends, Request
+import orjson
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from lakepulse.api.cache import AnswerCache, request_key
-from lakepulse.api.ratelimit import RateLimiter
+from lakepulse.api.ratelimit import RateLimiter, caller_key
+from lakepulse.api.responses import json_bytes_response
 from lakepulse.api.sources import MinuteSource, SeamReader
 from lakepulse.api.telemetry import ApiMetrics
+from lakepulse.api.web import session
 from lakepulse.auth.tokens import Principal, TokenVerifier
 from lakepulse.catalog import Catalog, get_catalog
+from lakepulse.config.db import ConfigDatabase
 from lakepulse.settings import Settings
 
 # With auth switched off (LAKEPULSE_AUTH_ENABLED=false, for local experiments only) a request reads as an
@@ -72,23 +77,17 @@ ApiMetricsDep = Annotated[ApiMetrics, Depends(get_api_metrics)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog_dep)]
 
 
-def caller_key(principal: Principal) -> str:
-    """Whose budget a request spends: a restaurant's (all its tokens share one), else the token subject's."""
-    if principal.tenant_id is not None:
-        return f"tenant:{principal.tenant_id}"
-    return f"{principal.role}:{principal.subject}"
-
-
 def current_principal(
     request: Request,
     settings: SettingsDep,
     verifier: VerifierDep,
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """Dependency: who is asking, from the Authorization bearer token (AuthError → 401 when missing or bad),
-    charged one request of its budget (RateLimited → 429)."""
+    """Dependency: who is asking, from the Authorization bearer token or, without one, the dashboard's session
+    cookie (AuthError → 401 when missing or bad; a cookie-only request that is not a read must come from our own
+    pages, else Forbidden → 403), charged one request of its budget (RateLimited → 429)."""
     # The raw header, not HTTPBearer's parse: the verifier's own checks and wording apply to every shape.
-    principal = verifier.authenticate(request.headers.get("authorization")) if settings.auth_enabled else ANONYMOUS
+    principal = session.authenticate(request, verifier) if settings.auth_enabled else ANONYMOUS
     limiter: RateLimiter | None = request.app.state.limiter
     if limiter is not None:
         limiter.charge(caller_key(principal))
@@ -113,7 +112,21 @@ def get_seam_source(request: Request) -> SeamReader:
     return sources.seam
 
 
+def get_config_db(request: Request) -> ConfigDatabase:
+    """Dependency: the configuration database (PostgreSQL; its engine connects on first use)."""
+    db: ConfigDatabase = request.app.state.config_db
+    return db
+
+
+def get_db_session(db: Annotated[ConfigDatabase, Depends(get_config_db)]) -> Iterator[Session]:
+    """Dependency: one session of the configuration database per request; rolled back unless the route commits."""
+    with db.session() as db_session:
+        yield db_session
+
+
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+ConfigDbDep = Annotated[ConfigDatabase, Depends(get_config_db)]
+DbSessionDep = Annotated[Session, Depends(get_db_session)]
 BatchSourceDep = Annotated[MinuteSource, Depends(get_batch_source)]
 SpeedSourceDep = Annotated[MinuteSource, Depends(get_speed_source)]
 SeamSourceDep = Annotated[SeamReader, Depends(get_seam_source)]
@@ -126,10 +139,11 @@ class CachedReads:
         self._cache = cache
         self._request = request
 
-    def get(self, tenant_id: str, compute: Callable[[], Any]) -> Any:
-        """The answer for this request's path and parameters as read for `tenant_id` (cached for a moment)."""
+    def answer(self, tenant_id: str, compute: Callable[[], Any]) -> Response:
+        """The JSON answer for this request's path and parameters as read for `tenant_id`, cached for a moment
+        as bytes (so a repeat is sent as is, see lakepulse/api/fastpath.py)."""
         key = request_key(self._request.url.path, tenant_id, self._request.query_params.multi_items())
-        return self._cache.get(key, compute)
+        return json_bytes_response(self._cache.get(key, lambda: orjson.dumps(compute())))
 
 
 def get_cached_reads(request: Request) -> CachedReads:

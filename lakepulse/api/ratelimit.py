@@ -14,9 +14,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar, Final
 
+from lakepulse.auth.tokens import Principal
+
 # Callers come from verified tokens, so the key space is small; the cap only bounds memory if a token
 # issuer mints many subjects. The least recently seen bucket goes first (it is the likeliest to be full).
 MAX_CALLERS: Final = 100_000
+
+
+def caller_key(principal: Principal) -> str:
+    """Whose budget a request spends: a restaurant's (all its tokens share one), else the token subject's."""
+    if principal.tenant_id is not None:
+        return f"tenant:{principal.tenant_id}"
+    return f"{principal.role}:{principal.subject}"
 
 
 class RateLimited(Exception):

@@ -10,7 +10,12 @@ from fastapi import Response
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response; tenant data is never stored by shared caches."""
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json",
+    return json_bytes_response(orjson.dumps(content), status, headers)
+
+
+def json_bytes_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A response of JSON already serialised."""
+    return Response(body, status_code=status, media_type="application/json",
                     headers={"Cache-Control": "no-store", **(headers or {})})
 
 

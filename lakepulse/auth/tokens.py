@@ -11,6 +11,8 @@ Producers (the services that post events to the ingest API) hold tokens with the
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import threading
 import time
@@ -42,6 +44,10 @@ MAX_LOCAL_TTL: Final = timedelta(days=30)
 # (and on an unknown `kid`, which PyJWKClient rate-limits).
 JWKS_TIMEOUT_S: Final = 5.0
 JWKS_LIFESPAN_S: Final = 300.0
+# A token verified once is trusted for this long (never past its `exp`): PyJWT spends ~0.2-0.4 ms parsing and
+# checking one, which capped a cache-hit read at ~2,000/s per core; a dashboard sends the same token each time.
+VERIFIED_FOR_S: Final = 60.0
+MAX_VERIFIED_TOKENS: Final = 20_000
 
 _TENANT_RE = re.compile(TENANT_ID_PATTERN)
 TENANT_RULE: Final = "1-64 characters of A-Z, a-z, 0-9, _ and -"
@@ -239,11 +245,25 @@ class TokenVerifier:
                 raise ValueError("cluster mode needs LAKEPULSE_AUTH_JWKS_URL")
             self.algorithms = CLUSTER_ALGORITHMS
             self._jwks = jwt.PyJWKClient(settings.auth_jwks_url, lifespan=JWKS_LIFESPAN_S, timeout=JWKS_TIMEOUT_S)
+        # token → (trusted until, principal); only tokens that verified are kept.
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     def verify(self, token: str) -> Principal:
         """The principal of a bearer token; AuthError (never quoting the token) if it does not verify."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise AuthError("bearer token is empty or too long")
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None and known[0] > now:
+            return known[1]
+        claims = self._verified_claims(token)
+        principal = principal_from_claims(claims)
+        if len(self._verified) >= MAX_VERIFIED_TOKENS:
+            self._verified.clear()  # a crude bound: the next requests verify their tokens again
+        self._verified[token] = (min(float(claims["exp"]), now + VERIFIED_FOR_S), principal)
+        return principal
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
         try:
             # The same check decode makes, done first so that a token of the wrong family never makes
             # the JWKS client look its `kid` up (an unknown one forces a refetch).
@@ -264,7 +284,7 @@ class TokenVerifier:
             raise AuthUnavailable("the identity provider publishes no usable signing keys") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(_reason(exc)) from exc
-        return principal_from_claims(claims)
+        return dict(claims)
 
     def _key_for(self, token: str) -> jwt.PyJWK | str:
         # A PyJWK is bound to its own algorithm, which PyJWT also checks against the token's `alg`.
@@ -364,3 +384,81 @@ class RenewingToken:
                 self._token = self._mint()
                 self._renew_at = self._clock() + self._renew_after_s
             return self._token
+
+
+# --- stream tokens: what a browser's EventSource carries in its URL -----------------------------------------
+# An EventSource cannot send an Authorization header, and the long-lived bearer token must never be in a URL
+# (access logs, history, Referer). So the metrics API mints, for a caller it has authenticated, a short-lived
+# token that opens one tenant's live stream and nothing else: an audience of its own and a `purpose` claim,
+# HS256 under a key derived from the deployment's secret (so it never verifies as a bearer token, not even
+# locally, where bearer tokens are HS256 under that secret itself), bound to the one tenant the caller may read.
+# Every API process and host derives the same key, so a token minted by one opens a stream on any other.
+STREAM_PURPOSE: Final = "stream"
+STREAM_ALGORITHM: Final = "HS256"
+STREAM_LEEWAY: Final = timedelta(seconds=5)
+STREAM_REQUIRED_CLAIMS: Final = ("exp", "iat", "aud", "iss", "sub")
+_STREAM_KEY_LABEL: Final = b"lakepulse stream token key v1"
+
+
+def stream_audience(settings: Settings) -> str:
+    """The audience of stream tokens: never the bearer tokens' own."""
+    return f"{settings.auth_jwt_audience}#stream"
+
+
+def _stream_key(settings: Settings) -> bytes:
+    return hmac.new(settings.auth_jwt_secret.get_secret_value().encode(), _STREAM_KEY_LABEL, hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class StreamGrant:
+    """What a verified stream token allows: who asked for it and the one tenant whose stream it opens."""
+
+    principal: Principal
+    tenant_id: str
+    expires_at: datetime
+
+
+def mint_stream_token(settings: Settings, principal: Principal, tenant_id: str,
+                      now: datetime | None = None) -> tuple[str, datetime]:
+    """A stream token of `principal` for `tenant_id` (one it may read) and its expiry, `stream_token_ttl_s`
+    from `now`; ValueError for a tenant the principal may not read."""
+    if principal.role == "producer":
+        raise ValueError("a producer token reads no metrics")
+    if not is_tenant_id(tenant_id):
+        raise ValueError(f"tenant must be {TENANT_RULE}")
+    if principal.tenant_id is not None and principal.tenant_id != tenant_id:
+        raise ValueError("a tenant token may open only its own tenant's stream")
+    issued = now or datetime.now(UTC)
+    expires = issued + timedelta(seconds=settings.stream_token_ttl_s)
+    claims: dict[str, Any] = {
+        "iss": settings.auth_jwt_issuer, "aud": stream_audience(settings), "sub": principal.subject,
+        "purpose": STREAM_PURPOSE, "role": principal.role, "tenant_id": tenant_id, "iat": issued, "exp": expires,
+    }
+    return jwt.encode(claims, _stream_key(settings), algorithm=STREAM_ALGORITHM), expires
+
+
+def verify_stream_token(settings: Settings, token: str) -> StreamGrant:
+    """The grant of a stream token; AuthError (never quoting it) for anything else, bearer tokens included."""
+    hint = "; the token parameter takes a stream token from POST /v1/stream/token"
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise AuthError("stream token is empty or too long" + hint)
+    try:
+        if jwt.get_unverified_header(token).get("alg") != STREAM_ALGORITHM:
+            raise jwt.InvalidAlgorithmError("algorithm not accepted")
+        claims = jwt.decode(token, _stream_key(settings), algorithms=[STREAM_ALGORITHM],
+                            audience=stream_audience(settings), issuer=settings.auth_jwt_issuer,
+                            leeway=STREAM_LEEWAY, options={"require": list(STREAM_REQUIRED_CLAIMS)})
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"stream {_reason(exc)}{hint}") from exc
+    subject, role, tenant = claims.get("sub"), claims.get("role"), claims.get("tenant_id")
+    if claims.get("purpose") != STREAM_PURPOSE or not isinstance(subject, str) or not subject:
+        raise AuthError("token is not a stream token" + hint)
+    if not is_tenant_id(tenant):
+        raise AuthError("stream token names no tenant")
+    if role == "tenant":
+        principal = Principal(subject=subject, tenant_id=tenant, role="tenant")
+    elif role in CROSS_TENANT_READERS:
+        principal = Principal(subject=subject, tenant_id=None, role="analyst" if role == "analyst" else "admin")
+    else:
+        raise AuthError("stream token carries a role that reads no metrics")
+    return StreamGrant(principal, str(tenant), datetime.fromtimestamp(float(claims["exp"]), UTC))

@@ -1,4 +1,5 @@
-"""Pinot schemas and REALTIME upsert table configs, derived from the aggregation library's row contracts."""
+"""Pinot schemas and REALTIME upsert table configs, derived from the row contracts (`rows.py`) the aggregation
+library produces."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from lakepulse.aggregations.records import COURIER_KEY, ORDER_KEY
-from lakepulse.aggregations.schema import (
+from lakepulse.catalog.rows import (
+    COURIER_KEY,
     COURIER_STATE_SCHEMA,
+    ORDER_KEY,
     ORDER_STATE_SCHEMA,
     PARTIAL_KEY,
     PARTIAL_SCHEMA,

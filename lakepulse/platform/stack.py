@@ -20,6 +20,7 @@ from lakepulse.platform.components.kafka import Kafka
 from lakepulse.platform.components.lake import Lake
 from lakepulse.platform.components.minio import MinIO
 from lakepulse.platform.components.pinot import Pinot
+from lakepulse.platform.components.postgres import Postgres
 from lakepulse.platform.components.spark import Spark
 from lakepulse.platform.components.streaming import Streaming
 from lakepulse.platform.components.trino import Trino
@@ -31,8 +32,10 @@ console = Console(stderr=True)
 
 
 def components() -> list[Component]:
-    """Every component, in bootstrap order (topics before the Pinot tables that read them)."""
-    return [MinIO(), Kafka(), RawSink(), Spark(), Pinot(), Trino(), Lake(), Airflow(), Apps(), Streaming()]
+    """Every component, in bootstrap order (topics before the Pinot tables that read them; PostgreSQL's databases
+    before Airflow and the apps that use them)."""
+    return [MinIO(), Postgres(), Kafka(), RawSink(), Spark(), Pinot(), Trino(), Lake(), Airflow(), Apps(),
+            Streaming()]
 
 
 def context(settings: Settings | None = None) -> Context:
@@ -249,12 +252,17 @@ def where_to_look(ctx: Context) -> list[tuple[str, str]]:
     except (OSError, KeyError, ValueError):
         airflow_login = f"user {s.airflow_user}, password in {ctx.state}/data/airflow/simple_auth_manager_passwords*"
     places = [
+        ("dashboard", f"http://{s.bind_host}:{s.api_port}/ (sign in with a restaurant id, e.g. "
+                      f"{DEMO_TENANT_PREFIX}rest-0001; an admin sign-in opens /app/operations)"),
         ("metrics API docs", f"http://{s.bind_host}:{s.api_port}/docs (GET /v1/catalog, "
                              "/v1/metrics/{metric}/series, /v1/metrics/{metric}/top, /v1/live)"),
         *demo_token(ctx),
         ("ingest API docs", f"http://{s.bind_host}:{s.ingest_port}/docs (POST /v1/events)"),
         ("Trino", f"{s.trino_url} (user {s.trino_user}; SQL: SELECT * FROM delta.lakepulse.metric_orders_placed)"),
         ("Airflow", f"{s.airflow_url} ({airflow_login}; DAGs lakepulse_hourly, lakepulse_backfill)"),
+        ("PostgreSQL", f"{s.bind_host}:{s.postgres_port} (user {s.postgres_user}; databases lakepulse: dashboards and "
+                       f"alert rules, airflow; superuser: psql -h {ctx.state / 'data' / 'postgres'} "
+                       f"-p {s.postgres_port} -U postgres)"),
         ("Pinot", f"{s.pinot_controller_url} (query console; tables metrics_minute, orders_live)"),
         ("MinIO console", f"http://{s.bind_host}:{s.s3_console_port} (user {s.s3_access_key}; "
                           f"bucket {s.s3_bucket}: raw/ archive, delta/ tables)"),

@@ -1,6 +1,9 @@
 """Property-based tests of the metrics API from its own OpenAPI document, with the real engines behind it
-(Trino over Delta, Pinot's broker, the seam on MinIO) and valid tenant tokens: no answer is a 5xx other than
-the documented 503, every status is documented, and no body carries engine or SQL text."""
+(Trino over Delta, Pinot's broker, the seam on MinIO, PostgreSQL for configuration) and valid tenant tokens: no
+answer is a 5xx other than the documented 503, every status is documented, and no body carries engine or SQL text.
+
+The fuzzer creates dashboards and alert rules: it writes as a throwaway tenant whose configuration is deleted
+before and after the module, never as a demo restaurant."""
 
 from __future__ import annotations
 
@@ -11,14 +14,17 @@ from datetime import timedelta
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from sqlalchemy import delete
 
 from lakepulse.api.app import create_app
 from lakepulse.auth.tokens import AuthError, TokenVerifier, mint_token
+from lakepulse.config.db import ConfigDatabase
+from lakepulse.config.models import Tenant
 from lakepulse.settings import get_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.needs("trino", "pinot", "minio")]
+pytestmark = [pytest.mark.integration, pytest.mark.needs("trino", "pinot", "minio", "postgres")]
 
-TENANT = "demo-rest-0001"
+TENANT = "schemathesis-rest-0001"  # no events: the data endpoints answer empty, the config ones fill it
 # The fuzzer's budget is not the point here: the rate limit has its own tests.
 APP = create_app(get_settings().model_copy(update={"api_rate_limit_per_s": 0.0}))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
@@ -39,9 +45,22 @@ class TenantToken:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
+def forget_tenant() -> None:
+    """Delete the fuzzer's tenant with everything it configured (dashboards, widgets, rules, history cascade)."""
+    db = ConfigDatabase.from_settings(APP.state.settings, "lakepulse-tests")
+    try:
+        with db.session() as session:
+            session.execute(delete(Tenant).where(Tenant.tenant_id == TENANT))
+            session.commit()
+    finally:
+        db.close()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def served_with_tokens() -> Iterator[None]:
+    forget_tenant()  # what an interrupted earlier run left behind
     yield
+    forget_tenant()
     # A fuzzer whose requests stopped carrying the token (every data answer a documented 401) must not pass.
     assert STATUSES[200] >= 10, STATUSES
 

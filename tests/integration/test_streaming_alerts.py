@@ -97,7 +97,8 @@ def minute_row(tenant: str, minute: int, count: int, updated_at: int) -> tuple[b
 
 
 class Evaluation:
-    """`lakepulse.alerts.service.run` in a thread on private topics, with its rules file and deliveries."""
+    """`lakepulse.alerts.service.run` in a thread on private topics, with its rules file (not the database: see
+    test_alerts_from_db.py) and deliveries."""
 
     def __init__(self, settings: Settings, tmp_path: Path, allow_private: bool) -> None:
         run_id = f"it-alerts-{uuid.uuid4().hex[:8]}"
@@ -111,7 +112,7 @@ class Evaluation:
             future.result()
         self.rules = tmp_path / "rules.json"
         self.heartbeat = tmp_path / "heartbeat"
-        self.alerts = AlertSettings(rules_file=self.rules, state_file=tmp_path / "state.json",
+        self.alerts = AlertSettings(rules_source="file", rules_file=self.rules, state_file=tmp_path / "state.json",
                                     heartbeat_file=self.heartbeat, webhook_backoff_s=0.1, rules_poll_s=0.5)
         self.deliveries: list[tuple[str, Delivery]] = []
         self.stop = threading.Event()

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from lakepulse.auth import cli as api_cli
+from lakepulse.auth import tokens as tokens_module
 from lakepulse.auth.cli import parse_ttl
 from lakepulse.auth.tokens import (
     MAX_PRODUCER_TENANTS,
@@ -122,6 +123,33 @@ def test_token_within_clock_leeway_is_accepted(verifier: TokenVerifier) -> None:
     # Expired 5 s ago: within the 30 s leeway for clock drift between hosts.
     token = hs256(claims(exp=datetime.now(UTC) - timedelta(seconds=5)))
     assert verifier.verify(token).tenant_id == "demo-1"
+
+
+def test_a_verified_token_is_trusted_for_a_minute_at_most_and_never_past_its_expiry(
+    settings: Settings, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    check = verifier._verified_claims
+    monkeypatch.setattr(verifier, "_verified_claims", lambda token: checks.append(token) or check(token))
+    now = datetime.now(UTC).timestamp()
+    clock = [now]
+    monkeypatch.setattr(tokens_module.time, "time", lambda: clock[0])
+    long_lived = mint_token(settings, tenant="demo-1", ttl=timedelta(hours=1))
+    short_lived = hs256(claims(exp=datetime.fromtimestamp(now + 20, UTC)))
+    for token in (long_lived, long_lived, short_lived, short_lived):
+        assert verifier.verify(token).tenant_id == "demo-1"
+    assert checks == [long_lived, short_lived]  # each token's signature and claims were checked once
+    clock[0] = now + 25  # past the short-lived token's exp: checked again (PyJWT's leeway still accepts it)
+    verifier.verify(short_lived)
+    verifier.verify(long_lived)
+    assert checks == [long_lived, short_lived, short_lived]
+    clock[0] = now + 61  # past the minute a verified token is trusted for
+    verifier.verify(long_lived)
+    assert checks[-1] == long_lived and len(checks) == 4
+    # A token that fails is never kept: the next request with it is refused again, for the same reason.
+    forged = hs256(claims(), secret="another-secret-that-is-long-enough-for-hs256")
+    for _ in range(2):
+        assert_refused(verifier, forged, "signature")
 
 
 def test_token_from_the_future_is_refused(verifier: TokenVerifier) -> None:

@@ -7,8 +7,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from lakepulse.api.app import create_app
-from lakepulse.api.deps import caller_key
-from lakepulse.api.ratelimit import RateLimited, RateLimiter, per_worker
+from lakepulse.api.ratelimit import RateLimited, RateLimiter, caller_key, per_worker
 from lakepulse.auth.tokens import Principal, mint_token
 from lakepulse.settings import Settings
 

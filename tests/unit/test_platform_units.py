@@ -6,6 +6,7 @@ import configparser
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from lakepulse.platform.components.base import Context, Service
 from lakepulse.platform.components.spark import artifact_name
@@ -90,6 +91,18 @@ def test_settings_port_helpers() -> None:
     assert s.port_of(s.trino_url) == 8088
 
 
+def test_postgres_url_percent_encodes_user_and_password() -> None:
+    password = "p@ss:w/rd%20?#[] é"
+    s = Settings(postgres_user="app@team", postgres_password=password, postgres_port=5499, bind_host="127.0.0.1")
+    url = make_url(s.postgres_url("lakepulse"))  # as SQLAlchemy reads it, then hands it to the driver
+    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
+        "postgresql+psycopg", "app@team", password, "127.0.0.1", 5499, "lakepulse")
+    assert s.postgres_url("airflow") == (
+        "postgresql+psycopg://app%40team:p%40ss%3Aw%2Frd%2520%3F%23%5B%5D%20%C3%A9@127.0.0.1:5499/airflow")
+    plain = Settings(postgres_user="lakepulse", postgres_password="secret", postgres_port=5432, bind_host="127.0.0.1")
+    assert plain.postgres_url("lakepulse") == "postgresql+psycopg://lakepulse:secret@127.0.0.1:5432/lakepulse"
+
+
 @pytest.mark.parametrize(("jar", "name"), [
     ("jackson-core-2.13.5.jar", "jackson-core"),
     ("delta-spark_4.2_2.13-4.4.0.jar", "delta-spark_4.2_2.13"),
@@ -126,3 +139,42 @@ def test_bootstrap_runs_what_its_needed_services_allow(ctx: Context, monkeypatch
     ]
     stack.bootstrap(ctx, pairs)
     assert ran == ["minio", "kafka", "pinot"]
+
+
+def test_up_migrates_postgresql_before_the_alert_service_starts(ctx: Context, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """On a fresh state dir the alert service's first read is of the rules table: `up` must have started
+    PostgreSQL and run its bootstrap (role, databases, migrations) before the wave that starts `alerts`."""
+    import dataclasses
+
+    from lakepulse.platform import stack
+
+    log: list[tuple[str, str]] = []
+    started: set[str] = set()
+    real = stack.all_services(ctx)
+
+    class Recorder:
+        def __init__(self, _ctx: Context) -> None: ...
+        def render(self, _services: object) -> None: ...
+        def start_daemon(self) -> None: ...
+        def state(self, _name: str) -> str:
+            return "STOPPED"
+
+        def start(self, name: str) -> None:
+            log.append(("start", name))
+            started.add(name)
+
+    for comp in stack.components():
+        monkeypatch.setattr(type(comp), "prepare", lambda self, _ctx: None)
+        monkeypatch.setattr(type(comp), "bootstrap", lambda self, _ctx: log.append(("bootstrap", self.name)))
+    monkeypatch.setattr(stack, "provision", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(stack, "Supervisor", Recorder)
+    monkeypatch.setattr(stack, "_wait_ready", lambda *_args: None)
+    # A service answers once started (nothing really runs here).
+    monkeypatch.setattr(stack, "all_services", lambda _ctx: [
+        (c, dataclasses.replace(s, ready=lambda name=s.name: name in started)) for c, s in real])
+
+    stack.up(ctx)
+    assert ("start", "alerts") in log
+    assert log.index(("start", "postgres")) < log.index(("bootstrap", "postgres")) < log.index(("start", "alerts"))
+    assert log.index(("bootstrap", "kafka")) < log.index(("start", "alerts"))  # its topics

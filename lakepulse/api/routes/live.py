@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from lakepulse.api.deps import BatchSourceDep, CachedReadsDep, CatalogDep, PrincipalDep, SeamSourceDep, SpeedSourceDep
 from lakepulse.api.live import DEFAULT_RATINGS, MAX_RATINGS, LiveReader, LiveRequest, read_live
-from lakepulse.api.responses import json_response
 from lakepulse.api.schemas import LiveBody, error_responses
 from lakepulse.events import TENANT_ID_PATTERN
 
@@ -53,5 +52,5 @@ def live_state(
     """
     tenant_id = principal.tenant_for(tenant)  # authorise before looking at the rest of the request
     request = LiveRequest(timezone=timezone, ratings=ratings)
-    return json_response(cache.get(
-        tenant_id, lambda: read_live(request, tenant_id, live, seam, batch, speed, datetime.now(UTC), catalog)))
+    return cache.answer(
+        tenant_id, lambda: read_live(request, tenant_id, live, seam, batch, speed, datetime.now(UTC), catalog))

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path, Query, Response
 
 from lakepulse.api.deps import BatchSourceDep, CachedReadsDep, CatalogDep, PrincipalDep, SeamSourceDep, SpeedSourceDep
 from lakepulse.api.queries import read_series
-from lakepulse.api.responses import json_response
 from lakepulse.api.schemas import SeriesBody, error_responses
 from lakepulse.api.series import DEFAULT_MAX_GROUPS, MAX_GROUP_BY, MAX_GROUPS, SeriesRequest, SeriesRequestError
 from lakepulse.api.windows import GRANULARITIES
@@ -106,4 +105,4 @@ def metric_series(
         max_groups=max_groups,
         catalog=catalog,
     )
-    return json_response(cache.get(tenant_id, lambda: read_series(request, tenant_id, seam, batch, speed)))
+    return cache.answer(tenant_id, lambda: read_series(request, tenant_id, seam, batch, speed))

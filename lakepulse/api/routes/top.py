@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query, Response
 
 from lakepulse.api.deps import BatchSourceDep, CachedReadsDep, CatalogDep, PrincipalDep, SeamSourceDep, SpeedSourceDep
 from lakepulse.api.queries import read_top
-from lakepulse.api.responses import json_response
 from lakepulse.api.routes.series import TIME_RULE, parse_filters, parse_time
 from lakepulse.api.schemas import TopBody, error_responses
 from lakepulse.api.series import SeriesRequestError
@@ -58,4 +57,4 @@ def metric_top(
     else:
         request = TopRequest.last(metric, by, parse_last(last), datetime.now(UTC), n=n, filters=parsed,
                                   catalog=catalog)
-    return json_response(cache.get(tenant_id, lambda: read_top(request, tenant_id, seam, batch, speed)))
+    return cache.answer(tenant_id, lambda: read_top(request, tenant_id, seam, batch, speed))

@@ -11,7 +11,7 @@ from streaming.config import StreamingSettings
 
 class Streaming(Component):
     """`python -m streaming.job` (ready when every query runs and has reported progress) and
-    `python -m lakepulse.alerts` (ready while its consume loop touches its heartbeat file)."""
+    `python -m lakepulse.alerts` (rules from PostgreSQL; ready while its consume loop touches its heartbeat)."""
 
     name = "streaming"
 
@@ -40,6 +40,8 @@ class Streaming(Component):
                 ready=lambda: is_alive(AlertSettings().heartbeat_path(ctx.settings)),
                 url="kafka://" + ctx.settings.topic_alerts,
                 directory=ctx.repo,
+                # Rules and history are in PostgreSQL: it starts at order 5, and `up` bootstraps it (role,
+                # databases, migrations) before the next wave; topics exist from order 20.
                 order=60,
             ),
         ]
