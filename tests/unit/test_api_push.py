@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -31,6 +32,8 @@ from lakepulse.auth.tokens import (
 from lakepulse.catalog import get_catalog
 from lakepulse.catalog.sketches import HLL_LG_CONFIG_K
 from lakepulse.settings import Settings
+
+T = TypeVar("T")
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 NOW = datetime(2026, 3, 2, 12, 30, 20, tzinfo=UTC)
@@ -66,6 +69,13 @@ def shaper_at(settings: Settings, now: datetime = NOW) -> Shaper:
 def events(shaper: Shaper, now: datetime = NOW) -> list[dict[str, Any]]:
     """The flushed updates as a viewer reads them (through their JSON)."""
     return [orjson.loads(encode(update.event)) for update in shaper.flush(now)]
+
+
+def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: in a whole-suite run, Playwright's sync API (the browser tests) leaves
+    an event loop running in the main thread, where `asyncio.run` refuses to start."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 # --- shaping -------------------------------------------------------------------------------------------------
@@ -209,7 +219,7 @@ def test_live_rows_and_alerts_are_shaped_and_coalesced_per_thing(settings: Setti
 def take(viewer: Viewer) -> bytes:
     """What the viewer's response would send next (something must be queued: this does not wait)."""
     assert viewer.queued
-    chunk = asyncio.run(viewer.next_chunk())
+    chunk = run_in_own_loop(viewer.next_chunk())
     assert chunk is not None
     return chunk
 
@@ -285,7 +295,7 @@ def test_a_viewer_that_stops_reading_is_dropped_and_the_others_keep_receiving() 
         assert messages(take(fast))[0][1]["value"] == n  # the fast viewer reads each delivery
     assert slow.dropped and cancelled == [True]
     assert fanout.viewers_of("A") == 1 and fanout.stats().dropped == 1
-    assert asyncio.run(slow.next_chunk()) is None  # its response ends; what was queued is not sent
+    assert run_in_own_loop(slow.next_chunk()) is None  # its response ends; what was queued is not sent
     fanout.deliver([("A", body("A", 4))])
     assert messages(take(fast))[0][1]["value"] == 4
     assert not fast.dropped
@@ -358,7 +368,7 @@ def test_batches_published_while_the_loop_is_busy_arrive_as_one_delivery(setting
         publish_from_a_thread(hub, [[("A", body("A", n))] for n in range(1, 4)])
         return await asyncio.wait_for(viewer.next_chunk(), 10)
 
-    chunk = asyncio.run(scenario())
+    chunk = run_in_own_loop(scenario())
     assert [event["value"] for _, event in messages(chunk or b"")] == [1, 2, 3]
     assert hub.stats().dropped == 0
     hub.close()
@@ -375,7 +385,7 @@ def test_a_loop_too_far_behind_discards_updates_and_resets_every_viewer(settings
         publish_from_a_thread(hub, [[("A", body("A", n))] for n in range(1, 5)] + [[("A", body("A", 9))] * 3])
         return await asyncio.wait_for(viewer.next_chunk(), 10)
 
-    got = [event for _, event in messages(asyncio.run(scenario()) or b"")]
+    got = [event for _, event in messages(run_in_own_loop(scenario()) or b"")]
     assert got[0]["type"] == "reset"
     assert [event["value"] for event in got[1:]] == [9, 9, 9]  # what came after the loss
 
