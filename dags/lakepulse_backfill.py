@@ -1,4 +1,5 @@
-"""Backfill: rebuild [start, end) from the raw archive (bronze, gold, quality gate, optional Pinot repair)."""
+"""Backfill: rebuild [start, end) from the raw archive day by day (stage bronze and gold, quality gate on the stage,
+publish, optional Pinot repair)."""
 
 from datetime import UTC, datetime
 
@@ -12,6 +13,8 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
+    # Two backfills may overlap: each stages under its own run id, and publishing rebuilds a stage the other one made
+    # stale (Delta's conflict detection, spark_jobs.staging), so every row ends up once.
     max_active_runs=2,
     default_args=DEFAULT_ARGS,
     params={
@@ -26,5 +29,5 @@ with DAG(
     spark_job("rebuild", "backfill", range_args(
         "{{ params.start }}", "{{ params.end }}",
         ["--metrics", "{{ params.metrics | join(',') }}", "--reconcile", "{{ params.reconcile }}",
-         "--lake-root", "{{ params.lake_root }}"],
+         "--lake-root", "{{ params.lake_root }}", "--stage-id", "{{ run_id }}"],
     ))

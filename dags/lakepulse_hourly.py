@@ -1,4 +1,6 @@
-"""Hourly batch pipeline: plan the range → bronze → gold → quality gate → reconcile Pinot → advance the seam."""
+"""Hourly batch pipeline: plan the range → stage bronze → stage gold → quality gate on the stage → publish → reconcile
+Pinot → advance the seam → rebuild late hours (events archived behind the seam since the last run) → record the
+late cursor."""
 
 from datetime import UTC, datetime
 
@@ -9,11 +11,15 @@ from lakepulse.batch.airflow import (
     ARCHIVED_BEFORE,
     DEFAULT_ARGS,
     HOURLY_END,
+    LATE_RANGES,
     PLANNED_END,
     PLANNED_START,
+    STAGE_ID,
     advance_seam,
+    plan_late,
     plan_range,
     range_args,
+    record_late_cursor,
     spark_job,
 )
 
@@ -31,6 +37,7 @@ with DAG(
     schedule=CronTriggerTimetable("5 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
+    # One run at a time: the late cursor is read by one run and moved by the same run.
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params={
@@ -49,13 +56,25 @@ with DAG(
                           op_kwargs={"tick": HOURLY_END, "lookback_hours": "{{ params.lookback_hours }}",
                                      "max_catchup_hours": "{{ params.max_catchup_hours }}"})
     args = range_args(PLANNED_START, PLANNED_END)
-    # bronze and the quality gate read the archive: both read plan_range's snapshot of it (gold and reconcile
-    # read Delta only).
-    archive_args = range_args(PLANNED_START, PLANNED_END, ["--archived-before", ARCHIVED_BEFORE])
+    # Write, audit, publish: bronze and gold write the run's stage, the gate checks it, publish MERGEs it into the
+    # served tables (spark_jobs.staging). Every step that reads the archive reads plan_range's snapshot of it
+    # (publish too: it rebuilds the stage if another writer moved the served tables under it).
+    stage_args = range_args(PLANNED_START, PLANNED_END, ["--stage-id", STAGE_ID])
+    archive_args = range_args(PLANNED_START, PLANNED_END,
+                              ["--archived-before", ARCHIVED_BEFORE, "--stage-id", STAGE_ID])
     bronze = spark_job("bronze", "bronze", archive_args)
-    gold = spark_job("gold", "gold", args)
+    gold = spark_job("gold", "gold", stage_args)
     quality = spark_job("quality", "quality", archive_args)
+    publish = spark_job("publish", "publish", archive_args)
     reconcile = spark_job("reconcile", "reconcile", args)
     seam = PythonOperator(task_id="advance_seam", python_callable=advance_seam,
                           op_kwargs={"start": PLANNED_START, "end": PLANNED_END})
-    plan >> bronze >> gold >> quality >> reconcile >> seam
+    # The late-data loop (lakepulse.batch.late): after the seam moved, the hours behind it that received archived
+    # events since the last run's snapshot, rebuilt from this run's; the cursor moves only once they are published.
+    late_plan = PythonOperator(task_id="plan_late", python_callable=plan_late,
+                               op_kwargs={"start": PLANNED_START, "end": PLANNED_END, "offsets": ARCHIVED_BEFORE})
+    late = spark_job("late_hours", "late", ["--ranges", LATE_RANGES, "--archived-before", ARCHIVED_BEFORE,
+                                            "--stage-id", STAGE_ID])
+    cursor = PythonOperator(task_id="record_late_cursor", python_callable=record_late_cursor,
+                            op_kwargs={"offsets": ARCHIVED_BEFORE})
+    plan >> bronze >> gold >> quality >> publish >> reconcile >> seam >> late_plan >> late >> cursor

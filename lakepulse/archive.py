@@ -7,7 +7,8 @@ readers deduplicate by `event_id` (`dedup_by_event_id`). Duplicates of one event
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -57,6 +58,57 @@ class HourPartition:
     @property
     def start(self) -> datetime:
         return datetime.fromisoformat(self.event_date).replace(hour=self.event_hour, tzinfo=UTC)
+
+
+# <topic>+<partition>+<first offset, zero-padded>.parquet: the sink names every object by where its records start.
+OBJECT_NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<offset>\d+)\.parquet$")
+
+
+@dataclass(frozen=True)
+class ArchiveObject:
+    """One object of the archive: its event hour and the Kafka records it starts with.
+
+    The sink uploads a batch of one partition's consecutive records (split by event hour into objects) and only then
+    lets Connect commit the offset after the batch, so an object holds records below a committed offset either all or
+    none: it is below the commit exactly when its first offset is."""
+
+    event_hour: datetime
+    topic: str
+    partition: int
+    start_offset: int
+
+    @property
+    def offset_key(self) -> str:
+        """The "topic:partition" key the archive snapshots (committed offsets) use."""
+        return f"{self.topic}:{self.partition}"
+
+
+def parse_object(path: str) -> ArchiveObject | None:
+    """An object path (…/event_date=D/event_hour=H/<topic>+<partition>+<offset>.parquet) → what it holds; None for
+    anything else (temporary files, other layouts)."""
+    *dirs, name = path.split("/")
+    parts = dict(d.split("=", 1) for d in dirs if "=" in d)
+    match = OBJECT_NAME.match(name)
+    if not match or "event_date" not in parts or "event_hour" not in parts:
+        return None
+    try:
+        hour = datetime.fromisoformat(parts["event_date"]).replace(hour=int(parts["event_hour"]), tzinfo=UTC)
+    except ValueError:
+        return None
+    return ArchiveObject(hour, match["topic"], int(match["partition"]), int(match["offset"]))
+
+
+def objects(settings: Settings, prefix: str = RAW_PREFIX, dates: Iterable[str] | None = None) -> list[ArchiveObject]:
+    """Every object of the archive (only those of these event dates, if given: one listing per date), names only."""
+    s3 = filesystem(settings)
+    base = root(settings, prefix)
+    bases = [f"{base}/event_date={d}" for d in dates] if dates is not None else [base]
+    found = []
+    for where in bases:
+        for info in s3.get_file_info(fs.FileSelector(where, recursive=True, allow_not_found=True)):
+            if info.type == fs.FileType.File and (obj := parse_object(info.path)) is not None:
+                found.append(obj)
+    return found
 
 
 @dataclass(frozen=True)
@@ -207,5 +259,5 @@ def count_command(
     console.print(f"rows={c.rows} unique_events={c.unique_events} duplicates={c.duplicates}")
 
 
-__all__ = ["Count", "HourPartition", "app", "count_events", "dedup_by_event_id", "partitions",
-           "read_events"]
+__all__ = ["ArchiveObject", "Count", "HourPartition", "app", "count_events", "dedup_by_event_id", "objects",
+           "parse_object", "partitions", "read_events"]

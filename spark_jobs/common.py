@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,16 @@ class Lake:
         name = table.name if isinstance(table, TableSpec) else table
         return f"{self.delta_root.rstrip('/')}/{name}"
 
+    @property
+    def staging_root(self) -> str:
+        """Where runs stage their tables before the gate (next to delta/: never registered in Trino)."""
+        return f"{self.delta_root.rstrip('/').rsplit('/', 1)[0]}/staging"
+
+    @property
+    def late_cursor_uri(self) -> str:
+        """The late-data loop's cursor (next to the seam object): the archive snapshot whose late hours are built."""
+        return f"{self.seam_uri.rsplit('/', 1)[0]}/late_cursor.json"
+
     @classmethod
     def from_settings(cls, settings: Settings, root: str | None = None) -> Lake:
         """The production lake (or, with `root`, an isolated one under that prefix, e.g. for tests)."""
@@ -141,13 +152,73 @@ def sql_list(values: Sequence[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
+def events_scope(rng: TimeRange, alias: str | None = "t") -> str:
+    """SQL over the events table selecting the range (with its partitions, for pruning)."""
+    p = f"{alias}." if alias else ""
+    return (
+        f"{p}event_date IN ({sql_list(rng.dates())}) AND {p}occurred_at >= {sql_ts(rng.start)} "
+        f"AND {p}occurred_at < {sql_ts(rng.end)}"
+    )
+
+
+def partial_scope(rng: TimeRange, metrics: Sequence[str], alias: str | None = "t") -> str:
+    """SQL over a partial table selecting the range's windows (and metrics), partitions first."""
+    p = f"{alias}." if alias else ""
+    scope = (
+        f"{p}window_date IN ({sql_list(rng.dates())}) AND {p}window_start >= {sql_ts(rng.start)} "
+        f"AND {p}window_start < {sql_ts(rng.end)}"
+    )
+    return scope + (f" AND {p}metric IN ({sql_list(metrics)})" if metrics else "")
+
+
+def activity_scope(rng: TimeRange, alias: str | None = "t") -> str:
+    """SQL over user_activity_daily selecting every UTC day the range touches (its partitions)."""
+    p = f"{alias}." if alias else ""
+    days = ", ".join(f"DATE '{d}'" for d in rng.dates())
+    return f"{p}activity_date IN ({days})"
+
+
+# The distinct metric user_activity_daily makes exact in Trino.
+ACTIVE_USERS = "active_users"
+
+
+def rebuilds_user_activity(rng: TimeRange) -> bool:
+    """Whether a rebuild of the range's metrics covers user_activity_daily (all metrics, or active_users)."""
+    return not rng.metrics or ACTIVE_USERS in rng.metrics
+
+
+def rebuilt_tables(rng: TimeRange) -> tuple[TableSpec, ...]:
+    """The served tables a rebuild of the range writes, in publish order (events first, orders last)."""
+    tables = [EVENTS, *GOLD_TABLES.values()]
+    if rebuilds_user_activity(rng):
+        tables.append(USER_ACTIVITY)
+    if not rng.metrics:
+        tables.append(ORDERS)
+    return tuple(tables)
+
+
+def table_scope(spec: TableSpec, rng: TimeRange, alias: str | None = "t") -> str | None:
+    """SQL over `spec` selecting the rows a rebuild of the range replaces (None: orders, matched by key only)."""
+    if spec == EVENTS:
+        return events_scope(rng, alias)
+    for grain, gold in GOLD_TABLES.items():
+        if spec == gold:
+            # An hour or day is rolled up whole, even when the range covers part of it.
+            return partial_scope(rng if grain == "minute" else rng.widened(grain), rng.metrics, alias)
+    if spec == USER_ACTIVITY:
+        return activity_scope(rng, alias)
+    if spec == ORDERS:
+        return None
+    raise ValueError(f"not a batch table: {spec.name}")
+
+
 def parse_time(value: str) -> datetime:
     """RFC 3339 / ISO time → aware UTC datetime ('Z' and naive = UTC)."""
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def _flag(value: str) -> bool:
+def parse_flag(value: str) -> bool:
     if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
     return value.lower() in ("true", "1", "yes")
@@ -178,19 +249,27 @@ def parse_archived_before(text: str) -> dict[tuple[str, int], int] | None:
     return cutoffs
 
 
+def stage_id_of(text: str) -> str:
+    """A path-safe stage id from any run id (Airflow's contain ':' and '+'); "" stays "" (no stage)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.strip()).strip("._")[:120]
+
+
 def job_args(description: str, argv: Sequence[str] | None = None) -> tuple[TimeRange, Lake, argparse.Namespace]:
     """Parse the arguments every job takes: --start --end [--metrics a,b] [--lake-root s3a://...]
-    [--archived-before JSON] (args.archived_before: ArchiveCutoffs, or None for no cutoff)."""
+    [--archived-before JSON] [--stage-id RUN_ID] (args.archived_before: ArchiveCutoffs, or None for no cutoff;
+    args.stage_id: path-safe, "" for none)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--start", required=True, help="inclusive, RFC 3339 (UTC if no zone)")
     parser.add_argument("--end", required=True, help="exclusive, RFC 3339 (UTC if no zone)")
     parser.add_argument("--metrics", default="", help="comma-separated metric names (default: all)")
     parser.add_argument("--lake-root", default="", help="isolated lake prefix (default: the production lake)")
-    parser.add_argument("--quality", type=_flag, default=True, help="backfill: run the gate (true/false)")
-    parser.add_argument("--reconcile", type=_flag, default=True, help="backfill: repair Pinot (true/false)")
+    parser.add_argument("--quality", type=parse_flag, default=True, help="backfill: run the gate (true/false)")
+    parser.add_argument("--reconcile", type=parse_flag, default=True, help="backfill: repair Pinot (true/false)")
     parser.add_argument("--archived-before", type=parse_archived_before, default=None,
                         help='read only raw rows below these offsets: {"topic:partition": offset, ...} '
                              "(default or empty: every archived row)")
+    parser.add_argument("--stage-id", type=stage_id_of, default="",
+                        help="the run's staging id (the DAG's run id), shared by its stage, gate and publish steps")
     args = parser.parse_args(argv)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     rng = TimeRange(parse_time(args.start), parse_time(args.end), metrics)
@@ -230,7 +309,12 @@ def ensure_table(spark: SparkSession, df: DataFrame, spec: TableSpec, path: str)
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
     if spec.partition_by:
         builder = builder.partitionedBy(*spec.partition_by)
-    builder.execute()
+    try:
+        builder.execute()
+    except conflicts():
+        # Two first runs created the table at once: the other one's table is the same table.
+        if not DeltaTable.isDeltaTable(spark, path):
+            raise
 
 
 def merge_rows(
@@ -239,24 +323,16 @@ def merge_rows(
 ) -> dict[str, int]:
     """MERGE rows into the table on its keys: insert new rows, rewrite changed ones (spec.changed) and,
     with `delete_missing`, delete target rows inside `scope` (SQL over t) that the source no longer has.
-    When the table holds no row in scope yet, the rows are appended instead. Returns rows
-    inserted/updated/deleted."""
+    Returns rows inserted/updated/deleted. Raises one of CONFLICTS when a concurrent writer committed to the
+    partitions it read (the caller decides whether to retry or rebuild)."""
     from delta.tables import DeltaTable
 
     started = time.monotonic()
     ensure_table(spark, source_df, spec, path)
     target = DeltaTable.forPath(spark, path)
     before = _version(target)
-    in_scope = target.toDF().alias("t").where(scope) if scope else target.toDF()
-    if in_scope.isEmpty():
-        # First build (of the scope, or of the whole table when there is none): nothing to match, update or
-        # delete, so an append writes the same rows without MERGE's join and source materialisation.
-        source_df.write.format("delta").mode("append").save(path)
-        added = target.history(1).select("operationMetrics").collect()[0][0] or {}
-        metrics = {"numTargetRowsInserted": int(added.get("numOutputRows", 0)), "numTargetRowsUpdated": 0,
-                   "numTargetRowsDeleted": 0}  # fmt: skip
-        log.warning("append %s %s in %.1f s", spec.name, json.dumps(metrics), time.monotonic() - started)
-        return metrics
+    # Always a MERGE, also into an empty scope: a blind append registers no read, so two runs appending the same
+    # range would both commit (each row twice); a MERGE reads the scope's partitions, so Delta refuses the second.
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
     if scope:
         # Scope on the target prunes partitions: the merge rewrites only files of the range.
@@ -276,8 +352,37 @@ def merge_rows(
     return metrics
 
 
+def replace_rows(spark: SparkSession, source_df: DataFrame, spec: TableSpec, path: str, scope: str) -> None:
+    """Replace every row of the table inside `scope` (SQL over the table's columns, no alias) with the source rows, in
+    one transaction (replaceWhere: it reads the scope, so a concurrent writer there makes Delta refuse it, as a
+    MERGE)."""
+    started = time.monotonic()
+    ensure_table(spark, source_df, spec, path)
+    source_df.write.format("delta").mode("overwrite").option("replaceWhere", scope).save(path)
+    log.warning("replace %s in %.1f s", spec.name, time.monotonic() - started)
+
+
 def _version(table: object) -> int:
     return int(table.history(1).select("version").collect()[0][0])  # type: ignore[attr-defined]
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The Delta table's current version (-1 when there is no table at `path` yet)."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return -1
+    return _version(DeltaTable.forPath(spark, path))
+
+
+def conflicts() -> tuple[type[Exception], ...]:
+    """Delta's commit conflicts (a concurrent writer won): the exceptions a writer retries or rebuilds on."""
+    import delta.exceptions as d
+
+    # delta-spark's captured subclasses derive from each base class, but not all from the common base: list them.
+    return (d.DeltaConcurrentModificationException, d.ConcurrentWriteException, d.MetadataChangedException,
+            d.ProtocolChangedException, d.ConcurrentAppendException, d.ConcurrentDeleteReadException,
+            d.ConcurrentDeleteDeleteException, d.ConcurrentTransactionException)
 
 
 def day_of(moment: datetime) -> date:

@@ -1,5 +1,6 @@
 """Gold: Delta `events` → minute, hour and day aggregates, order history and daily user activity, via the shared
-metric library."""
+metric library. Staged like bronze (spark_jobs.staging): gold reads the events (and the finer grains) as the run will
+leave them, and writes its own staging tables; publishing happens after the quality gate."""
 
 from __future__ import annotations
 
@@ -20,27 +21,32 @@ from lakepulse.aggregations import (
 )
 from lakepulse.aggregations.state import MAX_PREP
 from lakepulse.catalog import Catalog, get_catalog
-from spark_jobs.bronze import events_scope
 from spark_jobs.common import (
+    ACTIVE_USERS,
     EVENTS,
     GOLD_TABLES,
     ORDERS,
     USER_ACTIVITY,
     USER_ACTIVITY_DIMS,
     Lake,
+    TableSpec,
     TimeRange,
+    activity_scope,
     batch_spark,
+    events_scope,
     job_args,
-    merge_rows,
-    sql_list,
-    sql_ts,
+    partial_scope,
+    rebuilds_user_activity,
 )
+from spark_jobs.staging import Stage, publish, read_base, read_table, record_base, write_staged
+
+__all__ = ["ACTIVE_USERS", "activity_scope", "input_partitions", "partial_scope", "read_events",
+           "rebuilds_user_activity", "run", "stage", "with_gold_minutes", "with_user_activity_daily",
+           "with_window_date"]
 
 PREP_LOOKBACK = timedelta(hours=int(MAX_PREP.split()[0]))
 # Orders live for hours: their state is rebuilt from every event of the order within this margin.
 ORDER_MARGIN = timedelta(days=1)
-# The distinct metric user_activity_daily makes exact in Trino.
-ACTIVE_USERS = "active_users"
 
 
 def with_window_date(partials_df: DataFrame) -> DataFrame:
@@ -77,16 +83,6 @@ def with_gold_minutes(events_df: DataFrame, rng: TimeRange) -> DataFrame:
     return with_window_date(minutes_df)
 
 
-def partial_scope(rng: TimeRange, metrics: Sequence[str], alias: str | None = "t") -> str:
-    """SQL over a partial table selecting the range's windows (and metrics), partitions first."""
-    p = f"{alias}." if alias else ""
-    scope = (
-        f"{p}window_date IN ({sql_list(rng.dates())}) AND {p}window_start >= {sql_ts(rng.start)} "
-        f"AND {p}window_start < {sql_ts(rng.end)}"
-    )
-    return scope + (f" AND {p}metric IN ({sql_list(metrics)})" if metrics else "")
-
-
 def filter_active_user_events(events_df: DataFrame, catalog: Catalog | None = None) -> DataFrame:
     """Normalized events → the ones the catalog's active_users counts, as tenant_id, occurred_at, user_id (the
     metric's distinct value) and its dimension columns (a missing value as "", as in the metric's dims_key)."""
@@ -120,82 +116,89 @@ def with_user_activity_daily(events_df: DataFrame, catalog: Catalog | None = Non
     )
 
 
-def activity_scope(rng: TimeRange, alias: str | None = "t") -> str:
-    """SQL over user_activity_daily selecting every UTC day the range touches (its partitions)."""
-    p = f"{alias}." if alias else ""
-    days = ", ".join(f"DATE '{d}'" for d in rng.dates())
-    return f"{p}activity_date IN ({days})"
-
-
-def rebuilds_user_activity(rng: TimeRange) -> bool:
-    """Whether a rebuild of the range's metrics covers user_activity_daily (all metrics, or active_users)."""
-    return not rng.metrics or ACTIVE_USERS in rng.metrics
-
-
-def read_events(spark: SparkSession, lake: Lake, rng: TimeRange) -> DataFrame:
-    """Bronze rows of the range, parsed into the library's event columns, invalid rows dropped."""
-    events_df = spark.read.format("delta").load(lake.path(EVENTS)).where(events_scope(rng, None))
+def read_events(spark: SparkSession, lake: Lake, rng: TimeRange, stage: Stage | None = None) -> DataFrame:
+    """Bronze rows of the range (as the stage will leave them, if given), parsed into the library's event columns,
+    invalid rows dropped."""
+    events_df = read_table(spark, lake, EVENTS, stage).where(events_scope(rng, None))
     return filter_valid_events(with_normalized_events(events_df))
 
 
-def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, dict[str, int]]:
-    """Rebuild the range's minute rows, the hours and days they touch, and the orders seen in the range."""
-    results: dict[str, dict[str, int]] = {}
+def input_partitions(rng: TimeRange) -> dict[TableSpec, list[str]]:
+    """The served partitions a rebuild of the range reads (events around it for prep times and orders, the minute and
+    hour rows of its days for the rollups and the gate): a change in them since staging makes the stage stale."""
+    margin = max(PREP_LOOKBACK, ORDER_MARGIN)
+    return {EVENTS: rng.dates(before=margin, after=ORDER_MARGIN), GOLD_TABLES["minute"]: rng.dates(),
+            GOLD_TABLES["hour"]: rng.dates()}
+
+
+def stage(spark: SparkSession, into: Stage) -> dict[str, int]:
+    """Stage the range's minute rows, the hours and days they touch, daily user activity and the orders seen in the
+    range, from the events as the stage will leave them (staged by bronze.stage, else the served ones); rows per
+    staged table."""
+    lake, rng = into.lake, into.rng
+    if read_base(spark, into) is None:  # gold staged on its own (gold.run): the base is taken here
+        record_base(spark, into)
+    staged: dict[str, int] = {}
     wide = TimeRange(rng.start - PREP_LOOKBACK, rng.end, rng.metrics)
     # Not cached: a day of parsed events does not fit a small driver, and Delta re-reads are cheap.
-    events_df = read_events(spark, lake, wide)
-    minutes_df = with_gold_minutes(events_df, rng)
-    # Rows of the range that the source no longer produces (e.g. a corrected event) are deleted.
-    results["minute"] = merge_rows(
-        spark, minutes_df, GOLD_TABLES["minute"], lake.path(GOLD_TABLES["minute"]),
-        scope=partial_scope(rng, rng.metrics), delete_missing=True,
-    )
+    minutes_df = with_gold_minutes(read_events(spark, lake, wide, into), rng)
+    staged[GOLD_TABLES["minute"].name] = write_staged(spark, into, GOLD_TABLES["minute"], minutes_df)
     for grain, finer in (("hour", "minute"), ("day", "hour")):
-        # Roll up from the table one grain finer, so an hour/day is complete even if the range covers part
-        # of it; every hour with minute rows was itself rolled up when they were written.
+        # Roll up from the table one grain finer (as this run leaves it), so an hour/day is complete even if the
+        # range covers part of it.
         whole = rng.widened(grain)
-        finer_df = (
-            spark.read.format("delta").load(lake.path(GOLD_TABLES[finer]))
-            .where(partial_scope(whole, rng.metrics, None))
-            .drop("window_date")
-        )
-        rolled_df = with_window_date(with_rollup(finer_df, grain))
+        finer_df = (read_table(spark, lake, GOLD_TABLES[finer], into)
+                    .where(partial_scope(whole, rng.metrics, None)).drop("window_date"))
         spec = GOLD_TABLES[grain]
-        results[grain] = merge_rows(
-            spark, rolled_df, spec, lake.path(spec), scope=partial_scope(whole, rng.metrics),
-            delete_missing=True,
-        )
+        staged[spec.name] = write_staged(spark, into, spec, with_window_date(with_rollup(finer_df, grain)))
     if rebuilds_user_activity(rng):
-        results["user_activity"] = run_user_activity(spark, lake, rng)
+        # Every whole UTC day the range touches, from bronze: a day is complete even if the range covers part of it.
+        activity_df = with_user_activity_daily(read_events(spark, lake, rng.widened("day"), into))
+        staged[USER_ACTIVITY.name] = write_staged(spark, into, USER_ACTIVITY, activity_df)
     if not rng.metrics:
-        results["orders"] = run_orders(spark, lake, rng)
-    return results
+        staged[ORDERS.name] = write_staged(spark, into, ORDERS, range_orders(spark, lake, rng, into))
+    return staged
 
 
-def run_user_activity(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, int]:
-    """Rebuild user_activity_daily for every whole UTC day the range touches, from bronze: a day is complete even if
-    the range covers part of it, and a rerun writes the same rows (rows bronze no longer gives are deleted)."""
-    activity_df = with_user_activity_daily(read_events(spark, lake, rng.widened("day")))
-    return merge_rows(spark, activity_df, USER_ACTIVITY, lake.path(USER_ACTIVITY), scope=activity_scope(rng),
-                      delete_missing=True)
-
-
-def run_orders(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, int]:
+def range_orders(spark: SparkSession, lake: Lake, rng: TimeRange, stage: Stage | None = None) -> DataFrame:
     """Order history: the state of every order with an order event in the range, from all its known events
     (courier events do not change an order's state)."""
     around = TimeRange(rng.start - ORDER_MARGIN, rng.end + ORDER_MARGIN)
     in_range = (F.col("occurred_at") >= F.lit(rng.start)) & (F.col("occurred_at") < F.lit(rng.end))
     # One aggregation over the margin; orders without an event in the range are dropped after it.
-    orders_df = with_order_state(read_events(spark, lake, around), touched_by=in_range)
-    return merge_rows(spark, orders_df, ORDERS, lake.path(ORDERS))
+    return with_order_state(read_events(spark, lake, around, stage), touched_by=in_range)
+
+
+GRAINS = {spec.name: grain for grain, spec in GOLD_TABLES.items()} | {USER_ACTIVITY.name: "user_activity",
+                                                                     ORDERS.name: "orders"}
+
+
+def run(spark: SparkSession, lake: Lake, rng: TimeRange) -> dict[str, dict[str, int]]:
+    """Stage gold from the served events and publish it at once, without the quality gate (benchmarks, tests,
+    repairs; the DAGs stage, gate, then publish); rows inserted/updated/deleted per table ("minute", "hour", "day",
+    "user_activity", "orders"): a rerun changes nothing."""
+    import uuid
+
+    gold_stage = Stage(lake, f"gold-{uuid.uuid4().hex[:12]}", rng)
+
+    def restage() -> None:
+        record_base(spark, gold_stage)
+        stage(spark, gold_stage)
+
+    restage()
+    published = publish(spark, gold_stage, input_partitions(rng), rebuild=restage)
+    return {GRAINS[name]: counts for name, counts in published.tables.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """spark-submit entry point."""
-    rng, lake, _ = job_args(__doc__ or "", argv)
+    """spark-submit entry point: with --stage-id, stage only (after bronze's stage); without, stage and publish."""
+    rng, lake, args = job_args(__doc__ or "", argv)
     spark = batch_spark("lakepulse-gold")
     try:
-        run(spark, lake, rng)
+        if args.stage_id:
+            print(stage(spark, Stage(lake, args.stage_id, rng)))
+        else:
+            print(run(spark, lake, rng))
     finally:
         spark.stop()
 

@@ -1,4 +1,5 @@
-"""Maintenance: OPTIMIZE (compaction) and VACUUM of the batch layer's Delta tables; Pinot retention."""
+"""Maintenance: OPTIMIZE (compaction) and VACUUM of the batch layer's Delta tables, old stages of runs whose gate
+failed; Pinot retention."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from pyspark.sql import SparkSession
 
 from lakepulse.batch.pinot import enforce_retention
 from lakepulse.settings import get_settings
-from spark_jobs.common import EVENTS, GOLD_TABLES, ORDERS, Lake, TableSpec, batch_spark
+from spark_jobs.common import EVENTS, GOLD_TABLES, ORDERS, USER_ACTIVITY, Lake, TableSpec, batch_spark
+from spark_jobs.staging import purge_stages
 
-TABLES: tuple[TableSpec, ...] = (EVENTS, *GOLD_TABLES.values(), ORDERS)
+TABLES: tuple[TableSpec, ...] = (EVENTS, *GOLD_TABLES.values(), ORDERS, USER_ACTIVITY)
 # Readers (Trino, time travel) may hold snapshots for a while: keep a week of old files.
 VACUUM_HOURS = 168
 
 
 def run(spark: SparkSession, lake: Lake, vacuum_hours: int = VACUUM_HOURS) -> dict[str, Any]:
-    """Compact and vacuum every existing table; returns per-table file counts."""
+    """Compact and vacuum every existing table, delete stages kept longer than STAGING_KEEP; returns per-table file
+    counts and the deleted stages."""
     from delta.tables import DeltaTable
 
     report: dict[str, Any] = {}
@@ -33,6 +36,8 @@ def run(spark: SparkSession, lake: Lake, vacuum_hours: int = VACUUM_HOURS) -> di
         table.vacuum(vacuum_hours)
         report[spec.name] = {"files_added": optimized["numFilesAdded"],
                              "files_removed": optimized["numFilesRemoved"]}
+    # A failed gate keeps its stage for inspection; a week later nobody is looking at it any more.
+    report["stages_deleted"] = purge_stages(spark, lake)
     return report
 
 

@@ -1,4 +1,5 @@
-"""Quality gate: great-expectations checks on bronze and gold of a range; a failure stops the pipeline."""
+"""Quality gate: great-expectations checks on bronze and gold of a range, as a run staged them (before they are
+served), or on the served tables; a failure stops the pipeline before anything is published."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pyspark.sql import DataFrame, SparkSession
 from lakepulse.aggregations import COURIER_STATUSES, ORDER_STATUSES, filter_valid_events, with_normalized_events
 from lakepulse.batch.quality import QualityError, gate, validate
 from lakepulse.catalog import get_catalog
-from spark_jobs.bronze import events_scope
 from spark_jobs.common import (
     EVENTS,
     GOLD_TABLES,
@@ -19,17 +19,16 @@ from spark_jobs.common import (
     ArchiveCutoffs,
     Lake,
     TimeRange,
-    batch_spark,
-    job_args,
-)
-from spark_jobs.gold import (
     activity_scope,
-    filter_active_user_events,
+    batch_spark,
+    events_scope,
+    job_args,
     partial_scope,
-    read_events,
     rebuilds_user_activity,
 )
+from spark_jobs.gold import filter_active_user_events, read_events
 from spark_jobs.raw import read_raw
+from spark_jobs.staging import Stage, read_table
 
 
 def with_bronze_checks(events_df: DataFrame) -> DataFrame:
@@ -77,12 +76,14 @@ def user_activity_rows(recount_df: DataFrame) -> list[tuple[str, int, int]]:
     ]
 
 
-def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: ArchiveCutoffs | None = None) -> str:
-    """Validate the range (against the archive snapshot `archived_before`, if given); returns the report, raises
-    QualityError (with the report) on any failure."""
-    bronze_df = spark.read.format("delta").load(lake.path(EVENTS)).where(events_scope(rng, None))
+def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: ArchiveCutoffs | None = None,
+        stage: Stage | None = None) -> str:
+    """Validate the range (against the archive snapshot `archived_before`, if given) as `stage` staged it (the tables
+    as that run will leave them; without a stage, the served tables); returns the report, raises QualityError (with
+    the report) on any failure."""
+    bronze_df = read_table(spark, lake, EVENTS, stage).where(events_scope(rng, None))
     checks_df = with_bronze_checks(bronze_df).cache()
-    minute_df = (spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"]))
+    minute_df = (read_table(spark, lake, GOLD_TABLES["minute"], stage)
                  .where(partial_scope(rng, rng.metrics, None)).cache())
     # The snapshot bronze read: the archive itself keeps growing while the run goes on.
     raw_ids = (read_raw(spark, lake.raw_root, rng, archived_before).where("event_id IS NOT NULL").select("event_id")
@@ -90,9 +91,9 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: Archiv
     valid_events = filter_valid_events(with_normalized_events(bronze_df)).count()
     events_metric = minute_df.where("metric = 'events'").agg(F.sum("count")).collect()[0][0] or 0
     hours = rng.widened("hour")
-    minute_hours = (spark.read.format("delta").load(lake.path(GOLD_TABLES["minute"]))
+    minute_hours = (read_table(spark, lake, GOLD_TABLES["minute"], stage)
                     .where(partial_scope(hours, rng.metrics, None)).agg(F.sum("count")).collect()[0][0] or 0)
-    hour_total = (spark.read.format("delta").load(lake.path(GOLD_TABLES["hour"]))
+    hour_total = (read_table(spark, lake, GOLD_TABLES["hour"], stage)
                   .where(partial_scope(hours, rng.metrics, None)).agg(F.sum("count")).collect()[0][0] or 0)
     rows = [
         totals_row("bronze rows = distinct event_ids in the archive", checks_df.count(), raw_ids),
@@ -103,10 +104,9 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: Archiv
     frames = {"bronze": checks_df, "gold": minute_df}
     if rebuilds_user_activity(rng):
         # gold rebuilt every whole day the range touches: check those days against all of their bronze rows.
-        activity_df = (spark.read.format("delta").load(lake.path(USER_ACTIVITY)).where(activity_scope(rng, None))
-                       .cache())
+        activity_df = read_table(spark, lake, USER_ACTIVITY, stage).where(activity_scope(rng, None)).cache()
         rows += user_activity_rows(with_user_activity_recount(activity_df, read_events(spark, lake,
-                                                                                       rng.widened("day"))))
+                                                                                       rng.widened("day"), stage)))
         frames["user_activity"] = activity_df
     totals_df = spark.createDataFrame(rows, "check string, observed long, expected long")
     params = {
@@ -129,13 +129,17 @@ def run(spark: SparkSession, lake: Lake, rng: TimeRange, archived_before: Archiv
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """spark-submit entry point: exit status 1 and the report on stderr when the gate fails."""
+    """spark-submit entry point: with --stage-id, checks that run's staged tables; exit status 1 and the report on
+    stderr when the gate fails."""
     rng, lake, args = job_args(__doc__ or "", argv)
     spark = batch_spark("lakepulse-quality")
+    stage = Stage(lake, args.stage_id, rng) if args.stage_id else None
     try:
-        print(run(spark, lake, rng, args.archived_before))
+        print(run(spark, lake, rng, args.archived_before, stage))
     except QualityError as failed:
         print(str(failed), file=sys.stderr)
+        if stage:
+            print(f"nothing was published; the staged tables are kept for inspection at {stage.root}", file=sys.stderr)
         sys.exit(1)
     finally:
         spark.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,10 @@ PLANNED_END = "{{ ti.xcom_pull(task_ids='plan_range')['end'] }}"
 # The archive snapshot plan_range took (the raw-archive connector's committed offsets) as --archived-before JSON:
 # bronze and the quality gate read the same archive rows, however many late arrivals are uploaded in between.
 ARCHIVED_BEFORE = "{{ ti.xcom_pull(task_ids='plan_range')['offsets'] | tojson }}"
+# The run's staging id: bronze, gold, the gate and publish of one run work on the same stage (spark_jobs.staging).
+STAGE_ID = "{{ run_id }}"
+# The late hours plan_late found, as --ranges JSON for the late_hours job.
+LATE_RANGES = "{{ ti.xcom_pull(task_ids='plan_late')['ranges'] | tojson }}"
 
 
 class LakepulseSparkSubmitOperator(SparkSubmitOperator):
@@ -123,6 +127,54 @@ def advance_seam(start: str, end: str, lake_root: str = "") -> dict[str, Any]:
     settings = get_settings()
     lake = Lake.from_settings(settings, lake_root or None)
     return advance(settings, lake.seam_uri, lake.trino_schema, lake.delta_root, parse_time(start), parse_time(end))
+
+
+def _offsets(value: str | dict[str, int]) -> dict[str, int]:
+    """plan_range's offsets as a template renders them (JSON text), or as a dict."""
+    given = json.loads(value) if isinstance(value, str) else value
+    return {str(k): int(v) for k, v in given.items()}
+
+
+def plan_late(start: str, end: str, offsets: str | dict[str, int], lake_root: str = "") -> dict[str, Any]:
+    """Airflow callable (after advance_seam): the event hours behind the seam that received archived events between
+    the late cursor and this run's snapshot `offsets`, outside the range [start, end) the run rebuilt
+    (lakepulse.batch.late); "ranges" is what late_hours rebuilds."""
+    from lakepulse import archive
+    from lakepulse.batch.late import hour_ranges, late_hours, listing_dates, read_cursor
+    from lakepulse.batch.seam import read_seam, split_uri
+    from lakepulse.settings import get_settings
+    from spark_jobs.common import Lake, parse_time
+
+    settings = get_settings()
+    lake = Lake.from_settings(settings, lake_root or None)
+    until = _offsets(offsets)
+    since = read_cursor(settings, lake.late_cursor_uri)
+    seam = read_seam(settings, lake.seam_uri)
+    bucket, prefix = split_uri(lake.raw_root)
+    if bucket != settings.s3_bucket:
+        raise ValueError(f"the raw archive {lake.raw_root} is not in the bucket {settings.s3_bucket}")
+    dates = listing_dates(datetime.now(UTC), settings.event_max_age_days)
+    found = archive.objects(settings, prefix.rstrip("/"), dates)
+    hours = late_hours(found, since, until, (parse_time(start), parse_time(end)), seam)
+    return {
+        "hours": [h.isoformat() for h in hours],
+        "ranges": [[s.isoformat(), e.isoformat()] for s, e in hour_ranges(hours)],
+        "since": since, "until": until, "seam": seam.isoformat() if seam else None, "objects_listed": len(found),
+    }
+
+
+def record_late_cursor(offsets: str | dict[str, int], lake_root: str = "") -> dict[str, Any]:
+    """Airflow callable (after late_hours succeeded): the late hours of this run's snapshot are built; the next run
+    looks for objects committed after it."""
+    from lakepulse.batch.late import write_cursor
+    from lakepulse.settings import get_settings
+    from spark_jobs.common import Lake
+
+    settings = get_settings()
+    lake = Lake.from_settings(settings, lake_root or None)
+    cursor = _offsets(offsets)
+    write_cursor(settings, lake.late_cursor_uri, cursor, {})
+    return {"cursor": cursor}
 
 
 def pinot_retention() -> dict[str, Any]:

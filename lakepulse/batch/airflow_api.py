@@ -74,6 +74,10 @@ class AirflowApi:
         run = self._call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf})
         return str(run["dag_run_id"])
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """What a task instance of the run pushed (its return value by default), deserialised."""
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")["value"]
+
     def run_state(self, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:
         """The run's state and each task's state."""
         run = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")

@@ -34,23 +34,34 @@ def split_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def read_seam(settings: Settings, uri: str) -> datetime | None:
-    """The stored seam, or None before the first advance."""
+def read_json_object(settings: Settings, uri: str) -> dict[str, Any] | None:
+    """A small JSON object the batch layer keeps on S3 (the seam, the late cursor), or None when it is not there."""
     bucket, key = split_uri(uri)
     client = s3_client(settings)
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except client.exceptions.NoSuchKey:
         return None
-    return datetime.fromisoformat(json.loads(body)["seam"])
+    return dict(json.loads(body))
+
+
+def write_json_object(settings: Settings, uri: str, body: dict[str, Any]) -> None:
+    """Store a small JSON object (replaced atomically by S3)."""
+    bucket, key = split_uri(uri)
+    s3_client(settings).put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(),
+                                   ContentType="application/json")
+
+
+def read_seam(settings: Settings, uri: str) -> datetime | None:
+    """The stored seam, or None before the first advance."""
+    stored = read_json_object(settings, uri)
+    return None if stored is None else datetime.fromisoformat(stored["seam"])
 
 
 def write_seam(settings: Settings, uri: str, seam: datetime, note: dict[str, Any]) -> None:
-    """Store the seam (one small object, replaced atomically by S3)."""
-    bucket, key = split_uri(uri)
-    body = {"seam": seam.astimezone(UTC).isoformat(), "advanced_at": datetime.now(UTC).isoformat(), **note}
-    s3_client(settings).put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(),
-                                   ContentType="application/json")
+    """Store the seam."""
+    write_json_object(settings, uri, {"seam": seam.astimezone(UTC).isoformat(),
+                                      "advanced_at": datetime.now(UTC).isoformat(), **note})
 
 
 def next_seam(current: datetime | None, start: datetime, end: datetime) -> datetime | None:

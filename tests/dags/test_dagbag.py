@@ -37,7 +37,9 @@ def test_every_dag_has_tags_and_retries(dagbag) -> None:  # type: ignore[no-unty
 
 def test_hourly_pipeline_order(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["lakepulse_hourly"]
-    order = ["plan_range", "bronze", "gold", "quality", "reconcile", "advance_seam"]
+    # Write (bronze, gold into the run's stage), audit (quality), publish; then Pinot, the seam, the late-data loop.
+    order = ["plan_range", "bronze", "gold", "quality", "publish", "reconcile", "advance_seam", "plan_late",
+             "late_hours", "record_late_cursor"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
 
@@ -49,3 +51,6 @@ def test_backfill_params(dagbag) -> None:  # type: ignore[no-untyped-def]
     rebuild = dag.get_task("rebuild")
     assert rebuild.application.endswith("spark_jobs/backfill.py")
     assert rebuild._conn_id == "lakepulse_spark"
+    # Each run stages under its own id: two backfills of one range never share a stage.
+    args = list(rebuild.application_args)
+    assert args[args.index("--stage-id") + 1] == "{{ run_id }}"

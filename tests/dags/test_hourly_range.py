@@ -254,3 +254,85 @@ def test_plan_range_returns_the_range_and_the_archive_offsets(monkeypatch: pytes
     assert planned == {"start": EXPECTED[2][0], "end": EXPECTED[2][1], "offsets": OFFSETS}
     assert json.loads(json.dumps(planned)) == planned
     assert read == [REPO]  # the checked-in connector config names the group and topic
+
+
+STAGE_TASKS = ("bronze", "gold", "quality", "publish")  # write, audit, publish: one stage per run
+
+
+def _arg(dag: Any, task_id: str, name: str) -> str:
+    """The template of one command-line argument of a spark-submit task."""
+    args = list(dag.get_task(task_id).application_args)
+    return str(args[args.index(name) + 1])
+
+
+def test_a_run_stages_checks_and_publishes_one_stage(dag: Any) -> None:
+    """bronze and gold write the run's stage, the gate checks it, publish MERGEs it: all name the run's id, over
+    plan_range's range; publish reads the same archive snapshot (it rebuilds the stage if it went stale)."""
+    from lakepulse.batch.airflow import STAGE_ID
+
+    assert STAGE_ID == "{{ run_id }}"
+    for task_id in STAGE_TASKS:
+        assert _arg(dag, task_id, "--stage-id") == STAGE_ID, task_id
+        assert _arg(dag, task_id, "--start") == _arg(dag, "bronze", "--start"), task_id
+    for task_id in ("quality", "publish"):
+        assert _arg(dag, task_id, "--archived-before") == _arg(dag, "bronze", "--archived-before"), task_id
+    assert dag.get_task("publish").application.endswith("spark_jobs/publish.py")
+    assert dag.get_task("publish").upstream_task_ids == {"quality"}
+    assert dag.get_task("reconcile").upstream_task_ids == {"publish"}
+
+
+def test_the_late_loop_runs_after_the_seam_with_the_runs_range_and_snapshot(dag: Any) -> None:
+    """plan_late gets the range the run rebuilt and its snapshot; late_hours rebuilds plan_late's ranges from that
+    snapshot; the cursor moves to the same snapshot, last."""
+    plan_late, cursor = dag.get_task("plan_late"), dag.get_task("record_late_cursor")
+    assert plan_late.upstream_task_ids == {"advance_seam"}
+    assert plan_late.op_kwargs == {"start": _arg(dag, "bronze", "--start"), "end": _arg(dag, "bronze", "--end"),
+                                   "offsets": _arg(dag, "bronze", "--archived-before")}
+    assert "xcom_pull(task_ids='plan_late')['ranges']" in _arg(dag, "late_hours", "--ranges")
+    assert _arg(dag, "late_hours", "--archived-before") == _arg(dag, "bronze", "--archived-before")
+    assert _arg(dag, "late_hours", "--stage-id") == "{{ run_id }}"
+    assert dag.get_task("late_hours").application.endswith("spark_jobs/late.py")
+    assert cursor.upstream_task_ids == {"late_hours"} and not cursor.downstream_task_ids
+    assert cursor.op_kwargs == {"offsets": _arg(dag, "bronze", "--archived-before")}
+
+
+def test_plan_late_names_the_hours_behind_the_seam_archived_since_the_cursor(monkeypatch: pytest.MonkeyPatch,
+                                                                            dag: Any, serialized: Any) -> None:
+    """plan_late as the run calls it (rendered templates): an event six hours late in an object committed since the
+    last run's snapshot is a late hour; its neighbours below the cursor or in the run's range are not."""
+    import lakepulse.archive
+    import lakepulse.batch.late
+    import lakepulse.batch.seam
+    from lakepulse.archive import ArchiveObject
+    from lakepulse.batch.airflow import plan_late
+
+    info = _scheduled_interval(monkeypatch, serialized)
+    planned = _plan(dag, info.data_interval, 2, None)
+    six_back = HOUR.subtract(hours=6)
+    # OFFSETS is the run's snapshot (partition 0 committed below 1234), the cursor the previous run's.
+    found = [ArchiveObject(six_back, "events.raw", 0, 1210),  # committed since the cursor: late
+             ArchiveObject(six_back, "events.raw", 0, 1234),  # not committed yet: the next run's
+             ArchiveObject(six_back.subtract(hours=1), "events.raw", 0, 1000),  # below the cursor: built before
+             ArchiveObject(HOUR.subtract(hours=2), "events.raw", 1, 950)]  # inside the run's range
+    listed: list[Any] = []
+
+    def objects(settings: Any, prefix: str, dates: Any) -> list[ArchiveObject]:
+        listed.append((prefix, dates))
+        return found
+
+    monkeypatch.setattr(lakepulse.archive, "objects", objects)
+    monkeypatch.setattr(lakepulse.batch.late, "read_cursor", lambda settings, uri: {"events.raw:0": 1200,
+                                                                                    "events.raw:1": 900})
+    monkeypatch.setattr(lakepulse.batch.seam, "read_seam", lambda settings, uri: HOUR)
+    kwargs = {k: _render(dag, v, info.data_interval, 2, planned)
+              for k, v in dag.get_task("plan_late").op_kwargs.items()}
+    late = plan_late(**kwargs)
+    assert late["hours"] == [six_back.isoformat()]
+    assert late["ranges"] == [[six_back.isoformat(), six_back.add(hours=1).isoformat()]]
+    assert late["until"] == OFFSETS and late["since"] == {"events.raw:0": 1200, "events.raw:1": 900}
+    assert listed and listed[0][0] == "raw"
+    # The late_hours job parses what plan_late returned.
+    from spark_jobs.late import parse_ranges
+
+    ranges = parse_ranges(json.dumps(late["ranges"]))
+    assert [(r.start, r.end) for r in ranges] == [(six_back, six_back.add(hours=1))]

@@ -5,6 +5,8 @@ Two kinds of traffic go in: a handful of hand-made orders of one tenant (checked
 a scenario of the project's generator (late, duplicate, out-of-order and malformed sends) over a few restaurants:
 most of it in the hour the run rebuilds (too late for the speed layer, so only the batch layer counts it) and a
 slice of the last minute (the speed layer's). The metrics API is checked against a recount of what was accepted.
+One more order of a tenant of its own is six hours late: beyond the run's lookback, only the hourly run's late-data
+loop can bring it into history.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ TICK_MINUTE = 5  # lakepulse_hourly's cron: "5 * * * *"
 # The speed layer's slice stays inside the streaming watermark (2 minutes) even counted from the newest event.
 LIVE_SLICE = timedelta(seconds=75)
 POST_CHUNK = 2000
+LATE_BY = timedelta(hours=6)  # the late order's lateness: beyond the run's lookback (2 h) and the speed layer's
+LOOKBACK_HOURS = 2  # the lookback the e2e run is triggered with
 
 
 def pinot_orders(settings: Settings, tenant: str) -> tuple[int, float]:
@@ -77,14 +81,20 @@ def committed_past(settings: Settings, targets: dict[str, int]) -> bool:
     return all(committed.get(key, 0) >= end for key, end in targets.items())
 
 
-def free_tick(api: AirflowApi, now: datetime) -> datetime:
+def free_tick(api: AirflowApi, now: datetime, avoid: datetime | None = None) -> datetime:
     """The newest scheduler tick (five past an hour) <= now without a run of the hourly DAG yet (the scheduler may
-    have made one: a second run may not take its logical date)."""
+    have made one: a second run may not take its logical date), and, with `avoid`, whose normal range
+    [hour - 1h - LOOKBACK_HOURS, hour) does not hold that moment (so only the late-data loop can rebuild it)."""
     taken = {datetime.fromisoformat(r["logical_date"]) for r in api.runs(HOURLY_DAG) if r.get("logical_date")}
     tick = now.replace(minute=TICK_MINUTE, second=0, microsecond=0)
     if tick > now:
         tick -= timedelta(hours=1)
-    while tick in taken:
+
+    def covers(tick: datetime) -> bool:
+        hour = tick.replace(minute=0)
+        return avoid is not None and hour - timedelta(hours=1 + LOOKBACK_HOURS) <= avoid < hour
+
+    while tick in taken or covers(tick):
         tick -= timedelta(hours=1)
     return tick
 
@@ -135,6 +145,10 @@ class Served:
     run_logical_date: datetime
     seam: datetime | None
     accepted_at: float
+    hourly_run_id: str = ""  # the Airflow run (its tasks' XComs tell what it rebuilt)
+    late: dict[str, Any] | None = None  # the order posted LATE_BY late, of a tenant of its own
+    late_answer: dict[str, Any] | None = None  # the ingest API's answer to it
+    late_posted_at: datetime | None = None  # when it was posted (wall clock)
 
 
 def serve(ctx: Context) -> Served:
@@ -145,7 +159,8 @@ def serve(ctx: Context) -> Served:
     run_id = f"e2g{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     api = AirflowApi.login(settings.airflow_url, settings.airflow_user, airflow_password(ctx))
-    tick = free_tick(api, now)
+    late = order(f"{tenant}-late", now - LATE_BY, 12.5, source="e2e-test")
+    tick = free_tick(api, now, avoid=now - LATE_BY)
     hour_end = tick.replace(minute=0)  # the run at tick rebuilds up to the hour before it
     # The hour the run rebuilds: late for the speed layer, so only the batch layer can count it.
     past = [order(tenant, hour_end - timedelta(minutes=55 - i), 10.0 + i, source="e2e-test") for i in range(30)]
@@ -160,6 +175,8 @@ def serve(ctx: Context) -> Served:
     live = scenario_lines(run_id, 8, live_start, LIVE_SLICE.total_seconds(), 6.0, datetime.now(UTC), 20)
     scenario = post_all(settings, [*history, *live])
 
+    late_posted_at = datetime.now(UTC)
+    late_answer = post(settings, [late])
     answer = post(settings, [*past, *current, *resent, *malformed])
     accepted_at = time.monotonic()
     posted_up_to = end_offsets(settings)
@@ -176,13 +193,17 @@ def serve(ctx: Context) -> Served:
     start, end = hour_end - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1)
     wait_for(lambda: archived_ids(settings, tenants, start, end), unique, ARCHIVE_WAIT_S,
              "event ids in the raw archive", 5)
+    late_at = datetime.fromisoformat(late["occurred_at"])
+    wait_for(lambda: archived_ids(settings, {late["tenant_id"]}, late_at - timedelta(minutes=1),
+                                  late_at + timedelta(minutes=1)), {late["event_id"]}, ARCHIVE_WAIT_S,
+             "the late order in the raw archive", 5)
     # ... and has committed them: the hourly run's snapshot is what Connect has committed when it plans.
     wait_for(lambda: committed_past(settings, posted_up_to), True, ARCHIVE_WAIT_S, "Connect's committed offsets", 2)
     archived_at = time.monotonic()
     print(f"accepted → archived and committed: {archived_at - accepted_at:.0f} s")
 
     # 3. An hourly run for the chosen logical date, as the scheduler would start it.
-    run_id_af = api.trigger(HOURLY_DAG, {"lookback_hours": 2}, tick.isoformat())
+    run_id_af = api.trigger(HOURLY_DAG, {"lookback_hours": LOOKBACK_HOURS}, tick.isoformat())
     state = api.wait(HOURLY_DAG, run_id_af, HOURLY_RUN_WAIT_S,
                      on_change=lambda s, tasks: print(f"  hourly {run_id_af}: {s} {tasks}"))
     print(f"archived → served by the batch layer: {time.monotonic() - archived_at:.0f} s; "
@@ -193,4 +214,5 @@ def serve(ctx: Context) -> Served:
         tick=tick, hour_end=hour_end, run_state=state,
         run_logical_date=datetime.fromisoformat(api.run(HOURLY_DAG, run_id_af)["logical_date"]),
         seam=read_seam(settings, production_seam_uri(settings)), accepted_at=accepted_at,
+        hourly_run_id=run_id_af, late=late, late_answer=late_answer, late_posted_at=late_posted_at,
     )

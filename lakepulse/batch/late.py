@@ -1,0 +1,87 @@
+"""The late-data loop: which event hours, already served from Delta, received archived events since they were built.
+
+Each hourly run rebuilds its range [H - 1h - lookback, H) from the archive snapshot plan_range took (the raw-archive
+connector's committed offsets). An event later than that lookback lands in an older hour's partition of the archive,
+and nothing would rebuild that hour. So after the seam moved, the run's `plan_late` task looks at the archive
+objects committed between the previous run's snapshot (the cursor) and this run's: their names carry the event hour
+and the partition and first offset of their records. Every such hour before the seam that this run did not rebuild
+is a late hour; the `late_hours` task rebuilds exactly those hours (write, audit, publish, reconcile Pinot) with
+this run's snapshot, and `record_late_cursor` then moves the cursor to it. A failed rebuild leaves the cursor, so
+the next run finds the same hours again (plus new ones): history converges without a person, and every step is an
+Airflow task (visible, retried).
+
+Hours at or after the seam need no loop: the seam only ever moves over a range an hourly run rebuilt, with a newer
+snapshot. The listing is limited to the event dates ingest accepts (`event_max_age_days`, plus a day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lakepulse.archive import ArchiveObject
+from lakepulse.batch.seam import read_json_object, write_json_object
+from lakepulse.settings import Settings
+
+HOUR = timedelta(hours=1)
+
+
+def read_cursor(settings: Settings, uri: str) -> dict[str, int] | None:
+    """The archive snapshot ("topic:partition" → offset) whose late hours were last built; None before the first."""
+    stored = read_json_object(settings, uri)
+    return None if stored is None else {k: int(v) for k, v in stored["offsets"].items()}
+
+
+def write_cursor(settings: Settings, uri: str, offsets: Mapping[str, int], note: dict[str, Any]) -> None:
+    """Store the cursor."""
+    write_json_object(settings, uri, {"offsets": dict(offsets), "recorded_at": datetime.now(UTC).isoformat(), **note})
+
+
+def late_hours(objects: Iterable[ArchiveObject], since: Mapping[str, int] | None, until: Mapping[str, int],
+               rebuilt: tuple[datetime, datetime], seam: datetime | None) -> list[datetime]:
+    """Event hours (UTC, sorted) with objects committed in [since, until) per partition that lie before the seam
+    and are not wholly inside `rebuilt` (the range this run rebuilt with the snapshot `until`).
+
+    No cursor (`since` None, the first run) or a partition new to it counts from offset 0: anything in the archive
+    may never have been built. Offsets that went backwards (the topic or the connector's group was reset) also
+    count from 0."""
+    if seam is None:
+        return []  # nothing is served from Delta yet
+    start, end = rebuilt
+    hours = set()
+    for obj in objects:
+        upper = until.get(obj.offset_key)
+        if upper is None:  # not in the snapshot: nothing of that partition is committed yet
+            continue
+        lower = (since or {}).get(obj.offset_key, 0)
+        if lower > upper:
+            lower = 0
+        hour = obj.event_hour
+        if not lower <= obj.start_offset < upper or hour >= seam:
+            continue
+        if start <= hour and hour + HOUR <= end:
+            continue  # this run rebuilt the whole hour from the same snapshot
+        hours.add(hour)
+    return sorted(hours)
+
+
+def hour_ranges(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Hours → the fewest [start, end) ranges covering exactly them (consecutive hours joined)."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for hour in sorted(set(hours)):
+        if ranges and ranges[-1][1] == hour:
+            ranges[-1] = (ranges[-1][0], hour + HOUR)
+        else:
+            ranges.append((hour, hour + HOUR))
+    return ranges
+
+
+def listing_dates(now: datetime, max_age_days: float | None) -> list[str] | None:
+    """The event dates whose archive partitions can receive events now (None: every date): ingest refuses events
+    older than `max_age_days`; a day of margin on both sides for clocks and the day boundary."""
+    if max_age_days is None:
+        return None
+    first = (now - timedelta(days=max_age_days + 1)).date()
+    last = (now + timedelta(days=1)).date()
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
