@@ -11,6 +11,7 @@ from lakepulse.batch.airflow import (
     ARCHIVED_BEFORE,
     DEFAULT_ARGS,
     HOURLY_END,
+    LATE_CARRIED,
     LATE_RANGES,
     PLANNED_END,
     PLANNED_START,
@@ -76,5 +77,5 @@ with DAG(
     late = spark_job("late_hours", "late", ["--ranges", LATE_RANGES, "--archived-before", ARCHIVED_BEFORE,
                                             "--stage-id", STAGE_ID])
     cursor = PythonOperator(task_id="record_late_cursor", python_callable=record_late_cursor,
-                            op_kwargs={"offsets": ARCHIVED_BEFORE})
+                            op_kwargs={"offsets": ARCHIVED_BEFORE, "carried": LATE_CARRIED})
     plan >> bronze >> gold >> quality >> publish >> reconcile >> seam >> late_plan >> late >> cursor

@@ -19,6 +19,10 @@ class StreamingSettings(BaseSettings):
     # that on a small machine they leave it the cores most of the time.
     trigger: str = "1 second"
     slow_trigger: str = "10 seconds"
+    # The live order and courier state (the dashboard's funnel and couriers waiting, pushed over SSE) on a trigger
+    # of its own: on `slow_trigger` an order reached the page 12-19 s after it was posted; their micro-batches are
+    # small (one row per order or courier touched), so a short trigger costs little.
+    live_trigger: str = "2 seconds"
     # In local mode: task threads of the job. More than the cores, so that a long task of a slow query
     # does not hold a slot the minute query's next micro-batch needs (measured: p99 7.5 s instead of 14.6 s).
     local_task_slots: int = 4
@@ -37,10 +41,10 @@ class StreamingSettings(BaseSettings):
     # Which queries this process runs (comma-separated names; empty = all). The launcher sets it for the
     # processes it starts.
     queries: str = ""
-    # Run the minute query in a JVM of its own and the six others in a second one at a lower OS priority
-    # (`slow_niceness`), so the others' micro-batches never take the cores the minute rows need. 19 (the
-    # lowest priority) rather than 10: at 20,000 events/s its lag then grows 10-70k records a minute, not ~150k;
-    # the six others get what it leaves (at 1,000 events/s they stay 10-40 s behind, bounded).
+    # Run the minute, orders and couriers queries in a JVM of their own and the four others in a second one at a
+    # lower OS priority (`slow_niceness`), so the others' micro-batches never take the cores the minute rows need.
+    # 19 (the lowest priority) rather than 10: at 20,000 events/s its lag then grows 10-70k records a minute, not ~150k;
+    # the others get what it leaves (at 1,000 events/s they stay 10-40 s behind, bounded).
     separate_minute_jvm: bool = True
     slow_niceness: int = 19
     # The minute query's JVM (when separate): task threads, and shuffle partitions of a new checkpoint. Two:
@@ -48,7 +52,7 @@ class StreamingSettings(BaseSettings):
     # scans run in parallel, one per task thread.
     minute_task_slots: int = 2
     minute_shuffle_partitions: int = 2
-    # RocksDB block cache per state store instance, in MB: Spark's default (8) for the six other queries; the
+    # RocksDB block cache per state store instance, in MB: Spark's default (8) for the four niced queries; the
     # minute JVM's dedup stores (tens of MB of ids each) fit whole in theirs, so the lookup of every new
     # event_id and the eviction scan read cached blocks (replay of 3.2M events: 932 → 724 ms per 20k batch).
     rocksdb_block_cache_mb: int = 8

@@ -1,7 +1,7 @@
 """The speed layer job: `events.raw` → minute aggregates, live order/courier state → Pinot upsert topics.
 
-Seven micro-batch queries. By default (`separate_minute_jvm`) `minute` runs in a Spark application of its
-own and the six others share a second one at a lower OS priority (see streaming.launcher); with
+Seven micro-batch queries. By default (`separate_minute_jvm`) `minute`, `orders` and `couriers` run in a Spark
+application of their own and the four others share a second one at a lower OS priority (see streaming.launcher); with
 `LAKEPULSE_STREAMING_SEPARATE_MINUTE_JVM=false` all seven share one (local mode, 4 task threads):
 
 | query     | plan                                                                   | sink (mode)              |
@@ -18,8 +18,10 @@ own and the six others share a second one at a lower OS priority (see streaming.
 two state stores (dedup and aggregation; with_minute_partials builds its rows without a union, so the
 dedup is planned once). Distinct metrics carry HLL/Theta sketches in their state, which would make every
 group of the minute query costly, so they have a query of their own on the slower trigger, as have the
-other queries. The late-events query finds, in the minute query's checkpoint, which minute batch read each
-event and whether that batch dropped it (streaming.late), so it agrees with the aggregation in either layout.
+other queries, except `orders` and `couriers`: the dashboard's funnel and couriers waiting follow them, so they
+run on a short trigger of their own (`live_trigger`). The late-events query finds, in the minute query's
+checkpoint, which minute batch read each event and whether that batch dropped it (streaming.late), so it agrees
+with the aggregation in either layout.
 
 "watermark" is always preceded by a filter: an event more than `settings.event_max_future_skew_s` ahead of
 processing time never reaches a watermark (one event dated 2099 would set it to 2099, and every later event of
@@ -250,7 +252,7 @@ def start_queries(
     """Define and start the queries `names` (see the module docstring)."""
     wm, skew_s = streaming.watermark, settings.event_max_future_skew_s
     checkpoints = streaming.checkpoints(settings)
-    fast, slow = streaming.trigger, streaming.slow_trigger
+    fast, slow, live = streaming.trigger, streaming.slow_trigger, streaming.live_trigger
     plain, sketched = sketch_split()
 
     def events() -> DataFrame:
@@ -283,10 +285,10 @@ def start_queries(
         "distinct": lambda: sink("distinct", settings.topic_metrics_minute, "update", slow)(
             with_minute_records(events(), sketched)
         ),
-        "orders": lambda: sink("orders", settings.topic_orders_live, "update", slow)(
+        "orders": lambda: sink("orders", settings.topic_orders_live, "update", live)(
             with_kafka_records(with_order_state(events()), ORDER_KEY)
         ),
-        "couriers": lambda: sink("couriers", settings.topic_couriers_live, "update", slow)(
+        "couriers": lambda: sink("couriers", settings.topic_couriers_live, "update", live)(
             with_kafka_records(with_courier_state(events()), COURIER_KEY)
         ),
         "prep_join": lambda: sink("prep_join", streaming.topic_prep, "append", slow)(

@@ -38,6 +38,8 @@ ARCHIVED_BEFORE = "{{ ti.xcom_pull(task_ids='plan_range')['offsets'] | tojson }}
 STAGE_ID = "{{ run_id }}"
 # The late hours plan_late found, as --ranges JSON for the late_hours job.
 LATE_RANGES = "{{ ti.xcom_pull(task_ids='plan_late')['ranges'] | tojson }}"
+# The late hours plan_late left for the next run (over the per-run cap), as JSON for record_late_cursor.
+LATE_CARRIED = "{{ ti.xcom_pull(task_ids='plan_late')['carried'] | tojson }}"
 
 
 class LakepulseSparkSubmitOperator(SparkSubmitOperator):
@@ -137,10 +139,11 @@ def _offsets(value: str | dict[str, int]) -> dict[str, int]:
 
 def plan_late(start: str, end: str, offsets: str | dict[str, int], lake_root: str = "") -> dict[str, Any]:
     """Airflow callable (after advance_seam): the event hours behind the seam that received archived events between
-    the late cursor and this run's snapshot `offsets`, outside the range [start, end) the run rebuilt
-    (lakepulse.batch.late); "ranges" is what late_hours rebuilds."""
+    the late cursor and this run's snapshot `offsets`, outside the range [start, end) the run rebuilt, plus those
+    earlier runs left pending (lakepulse.batch.late); "ranges" is what late_hours rebuilds now, "carried" what the
+    cursor keeps for the next run."""
     from lakepulse import archive
-    from lakepulse.batch.late import hour_ranges, late_hours, listing_dates, read_cursor
+    from lakepulse.batch.late import hour_ranges, late_hours, listing_dates, read_cursor, take_hours
     from lakepulse.batch.seam import read_seam, split_uri
     from lakepulse.settings import get_settings
     from spark_jobs.common import Lake, parse_time
@@ -148,33 +151,40 @@ def plan_late(start: str, end: str, offsets: str | dict[str, int], lake_root: st
     settings = get_settings()
     lake = Lake.from_settings(settings, lake_root or None)
     until = _offsets(offsets)
-    since = read_cursor(settings, lake.late_cursor_uri)
+    cursor = read_cursor(settings, lake.late_cursor_uri)
     seam = read_seam(settings, lake.seam_uri)
     bucket, prefix = split_uri(lake.raw_root)
     if bucket != settings.s3_bucket:
         raise ValueError(f"the raw archive {lake.raw_root} is not in the bucket {settings.s3_bucket}")
     dates = listing_dates(datetime.now(UTC), settings.event_max_age_days)
     found = archive.objects(settings, prefix.rstrip("/"), dates)
-    hours = late_hours(found, since, until, (parse_time(start), parse_time(end)), seam)
+    rebuilt = (parse_time(start), parse_time(end))
+    hours, carried = take_hours(late_hours(found, cursor.offsets, until, rebuilt, seam), cursor.pending, rebuilt,
+                                seam)
     return {
         "hours": [h.isoformat() for h in hours],
         "ranges": [[s.isoformat(), e.isoformat()] for s, e in hour_ranges(hours)],
-        "since": since, "until": until, "seam": seam.isoformat() if seam else None, "objects_listed": len(found),
+        "carried": [h.isoformat() for h in carried],
+        "since": cursor.offsets, "until": until, "seam": seam.isoformat() if seam else None,
+        "objects_listed": len(found),
     }
 
 
-def record_late_cursor(offsets: str | dict[str, int], lake_root: str = "") -> dict[str, Any]:
-    """Airflow callable (after late_hours succeeded): the late hours of this run's snapshot are built; the next run
-    looks for objects committed after it."""
-    from lakepulse.batch.late import write_cursor
+def record_late_cursor(offsets: str | dict[str, int], carried: str | list[str] = "[]",
+                       lake_root: str = "") -> dict[str, Any]:
+    """Airflow callable (after late_hours succeeded): the late hours of this run's snapshot are built, except those
+    plan_late carried over; the next run looks for objects committed after the snapshot, and takes the carried
+    hours first."""
+    from lakepulse.batch.late import Cursor, write_cursor
     from lakepulse.settings import get_settings
-    from spark_jobs.common import Lake
+    from spark_jobs.common import Lake, parse_time
 
     settings = get_settings()
     lake = Lake.from_settings(settings, lake_root or None)
-    cursor = _offsets(offsets)
-    write_cursor(settings, lake.late_cursor_uri, cursor, {})
-    return {"cursor": cursor}
+    pending = json.loads(carried) if isinstance(carried, str) else carried
+    cursor = Cursor(_offsets(offsets), tuple(parse_time(h) for h in pending))
+    write_cursor(settings, lake.late_cursor_uri, cursor)
+    return {"cursor": cursor.offsets, "pending": [h.isoformat() for h in cursor.pending]}
 
 
 def pinot_retention() -> dict[str, Any]:

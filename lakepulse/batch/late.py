@@ -10,6 +10,9 @@ this run's snapshot, and `record_late_cursor` then moves the cursor to it. A fai
 the next run finds the same hours again (plus new ones): history converges without a person, and every step is an
 Airflow task (visible, retried).
 
+A run rebuilds at most LATE_HOURS_PER_RUN late hours (oldest first); the rest wait in the cursor (`pending`) for the
+next runs, so a first run with no cursor, or a producer's day-old backlog, cannot hold the hourly schedule.
+
 Hours at or after the seam need no loop: the seam only ever moves over a range an hourly run rebuilt, with a newer
 snapshot. The listing is limited to the event dates ingest accepts (`event_max_age_days`, plus a day).
 """
@@ -17,8 +20,8 @@ snapshot. The listing is limited to the event dates ingest accepts (`event_max_a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from lakepulse.archive import ArchiveObject
 from lakepulse.batch.seam import read_json_object, write_json_object
@@ -27,15 +30,44 @@ from lakepulse.settings import Settings
 HOUR = timedelta(hours=1)
 
 
-def read_cursor(settings: Settings, uri: str) -> dict[str, int] | None:
-    """The archive snapshot ("topic:partition" → offset) whose late hours were last built; None before the first."""
+# At most this many late hours per hourly run (oldest first; the rest wait in the cursor for the next runs): the
+# first run after an upgrade, or after a producer's backlog, must not hold the hourly schedule for an hour.
+LATE_HOURS_PER_RUN = 12
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the loop stands: the archive snapshot whose late hours were found (None before the first run), and the
+    late hours found but left for later runs (over LATE_HOURS_PER_RUN)."""
+
+    offsets: dict[str, int] | None = None
+    pending: tuple[datetime, ...] = ()
+
+
+def read_cursor(settings: Settings, uri: str) -> Cursor:
+    """The stored cursor (an empty one before the first run)."""
     stored = read_json_object(settings, uri)
-    return None if stored is None else {k: int(v) for k, v in stored["offsets"].items()}
+    if stored is None:
+        return Cursor()
+    return Cursor({k: int(v) for k, v in stored["offsets"].items()},
+                  tuple(datetime.fromisoformat(h) for h in stored.get("pending", ())))
 
 
-def write_cursor(settings: Settings, uri: str, offsets: Mapping[str, int], note: dict[str, Any]) -> None:
+def write_cursor(settings: Settings, uri: str, cursor: Cursor) -> None:
     """Store the cursor."""
-    write_json_object(settings, uri, {"offsets": dict(offsets), "recorded_at": datetime.now(UTC).isoformat(), **note})
+    write_json_object(settings, uri, {"offsets": dict(cursor.offsets or {}),
+                                      "pending": [h.isoformat() for h in cursor.pending],
+                                      "recorded_at": datetime.now(UTC).isoformat()})
+
+
+def take_hours(found: Iterable[datetime], pending: Iterable[datetime], rebuilt: tuple[datetime, datetime],
+               seam: datetime | None, limit: int = LATE_HOURS_PER_RUN) -> tuple[list[datetime], list[datetime]]:
+    """This run's late hours and the ones left for later runs: the newly found and the pending ones (minus any the
+    run rebuilt whole, or that are no longer behind the seam), oldest first, at most `limit` now."""
+    start, end = rebuilt
+    hours = sorted({h for h in (*found, *pending)
+                    if seam is not None and h < seam and not (start <= h and h + HOUR <= end)})
+    return hours[:limit], hours[limit:]
 
 
 def late_hours(objects: Iterable[ArchiveObject], since: Mapping[str, int] | None, until: Mapping[str, int],

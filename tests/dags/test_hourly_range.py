@@ -293,7 +293,8 @@ def test_the_late_loop_runs_after_the_seam_with_the_runs_range_and_snapshot(dag:
     assert _arg(dag, "late_hours", "--stage-id") == "{{ run_id }}"
     assert dag.get_task("late_hours").application.endswith("spark_jobs/late.py")
     assert cursor.upstream_task_ids == {"late_hours"} and not cursor.downstream_task_ids
-    assert cursor.op_kwargs == {"offsets": _arg(dag, "bronze", "--archived-before")}
+    assert cursor.op_kwargs == {"offsets": _arg(dag, "bronze", "--archived-before"),
+                                "carried": "{{ ti.xcom_pull(task_ids='plan_late')['carried'] | tojson }}"}
 
 
 def test_plan_late_names_the_hours_behind_the_seam_archived_since_the_cursor(monkeypatch: pytest.MonkeyPatch,
@@ -321,18 +322,20 @@ def test_plan_late_names_the_hours_behind_the_seam_archived_since_the_cursor(mon
         return found
 
     monkeypatch.setattr(lakepulse.archive, "objects", objects)
-    monkeypatch.setattr(lakepulse.batch.late, "read_cursor", lambda settings, uri: {"events.raw:0": 1200,
-                                                                                    "events.raw:1": 900})
+    pending = HOUR.subtract(hours=20)  # left over by an earlier run (over its cap): taken first
+    monkeypatch.setattr(lakepulse.batch.late, "read_cursor", lambda settings, uri: lakepulse.batch.late.Cursor(
+        {"events.raw:0": 1200, "events.raw:1": 900}, (pending,)))
     monkeypatch.setattr(lakepulse.batch.seam, "read_seam", lambda settings, uri: HOUR)
     kwargs = {k: _render(dag, v, info.data_interval, 2, planned)
               for k, v in dag.get_task("plan_late").op_kwargs.items()}
     late = plan_late(**kwargs)
-    assert late["hours"] == [six_back.isoformat()]
-    assert late["ranges"] == [[six_back.isoformat(), six_back.add(hours=1).isoformat()]]
+    assert late["hours"] == [pending.isoformat(), six_back.isoformat()] and late["carried"] == []
+    assert late["ranges"] == [[pending.isoformat(), pending.add(hours=1).isoformat()],
+                              [six_back.isoformat(), six_back.add(hours=1).isoformat()]]
     assert late["until"] == OFFSETS and late["since"] == {"events.raw:0": 1200, "events.raw:1": 900}
     assert listed and listed[0][0] == "raw"
     # The late_hours job parses what plan_late returned.
     from spark_jobs.late import parse_ranges
 
     ranges = parse_ranges(json.dumps(late["ranges"]))
-    assert [(r.start, r.end) for r in ranges] == [(six_back, six_back.add(hours=1))]
+    assert [(r.start, r.end) for r in ranges] == [(pending, pending.add(hours=1)), (six_back, six_back.add(hours=1))]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lakepulse.archive import ArchiveObject, parse_object
-from lakepulse.batch.late import hour_ranges, late_hours, listing_dates
+from lakepulse.batch.late import LATE_HOURS_PER_RUN, hour_ranges, late_hours, listing_dates, take_hours
 
 H = datetime(2026, 12, 1, 10, tzinfo=UTC)  # the hour boundary the run rebuilt up to (and the seam after it)
 RUN = (H - timedelta(hours=3), H)  # lookback 2: [07:00, 10:00)
@@ -77,6 +77,21 @@ def test_no_cursor_new_partitions_and_reset_offsets_count_from_zero() -> None:
 def test_before_the_first_seam_nothing_is_late() -> None:
     """Without a seam every minute is served from Pinot: there is no history to repair yet."""
     assert late_hours([obj(6, 0, 1)], None, {P0: 10}, RUN, None) == []
+
+
+def test_a_run_takes_at_most_its_share_of_late_hours_oldest_first_and_carries_the_rest() -> None:
+    """A first run (no cursor) over a month of archive finds many hours: it rebuilds the oldest ones, the rest wait in
+    the cursor; pending hours the run rebuilt itself, or no longer behind the seam, are dropped."""
+    found = [H - timedelta(hours=n) for n in range(4, 4 + LATE_HOURS_PER_RUN + 5)]
+    now, later = take_hours(found, [], RUN, H)
+    assert now == sorted(found)[:LATE_HOURS_PER_RUN] and later == sorted(found)[LATE_HOURS_PER_RUN:]
+    # The next run: its own finds and the carried ones together, oldest first again.
+    fresh = [H - timedelta(hours=5)]
+    assert take_hours(fresh, later, RUN, H) == (sorted({*later, *fresh}), [])
+    # A pending hour inside the run's own range, or at/after the seam, needs nothing more.
+    assert take_hours([], [H - timedelta(hours=2), H, H - timedelta(hours=30)], RUN, H) == (
+        [H - timedelta(hours=30)], [])
+    assert take_hours(found, [], RUN, None) == ([], [])
 
 
 def test_hours_become_the_fewest_exact_ranges() -> None:
