@@ -58,17 +58,12 @@ import asyncio
 import json
 import math
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,6 +71,7 @@ from typing import Any
 
 import httpx
 
+from bench.servers import api_server
 from lakepulse.auth.tokens import mint_token
 from lakepulse.settings import Settings, get_settings
 
@@ -109,51 +105,6 @@ def pinned_app() -> Any:
 
     text = os.environ.get(SEAM_ENV, "none")
     return create_app(seam=PinnedSeam(None if text == "none" else datetime.fromisoformat(text)))
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def api_server(name: str, factory: str, workers: int, env: dict[str, str], logs: Path) -> Iterator[str]:
-    """A uvicorn of `factory` on a free port (its own process group, stopped on exit); yields its base URL."""
-    port = free_port()
-    prom = Path(tempfile.mkdtemp(prefix=f"bench-api-{name}-prom-"))
-    log = (logs / f"{name}.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom), **env},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"{name} server exited with {server.returncode}; see {logs / f'{name}.log'}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name} server not ready after 120 s; see {logs / f'{name}.log'}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
-        log.close()
-        shutil.rmtree(prom, ignore_errors=True)
 
 
 # --- load: 24 h of events into both layers through the product's own path ---------------------------------------

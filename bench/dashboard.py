@@ -28,12 +28,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import math
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,6 +40,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from bench.servers import api_server
 from lakepulse.api.web.pages import STATIC_DIR, VENDOR_DIR
 from lakepulse.api.web.session import SESSION_COOKIE
 from lakepulse.auth.tokens import mint_token
@@ -58,46 +54,11 @@ TIMEZONE = "Europe/Berlin"
 LOAD_TIMEOUT_MS = 60_000
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def own_api(workers: int) -> Iterator[str]:
     """The metrics API as the stack runs it (uvicorn --factory, `workers` processes) on a free port; its URL."""
-    port = free_port()
-    prom = tempfile.mkdtemp(prefix="bench-dashboard-prom-")
-    log = Path(tempfile.gettempdir()) / f"bench-dashboard-api-{port}.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "lakepulse.api.app:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": prom})
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit(f"the API exited with {server.returncode}; see {log}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the API was not ready after 120 s; see {log}")
-                time.sleep(0.3)
-            yield url
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(10)
+    with api_server("dashboard-api", "lakepulse.api.app:create_app", workers, {}, Path(tempfile.gettempdir())) as url:
+        yield url
 
 
 def serves_this_page(url: str, token: str) -> bool:

@@ -14,7 +14,6 @@ import argparse
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.servers import free_port
 from lakepulse.auth.tokens import mint_token
 from lakepulse.generator.scenario import GeneratorConfig, generate_events
 from lakepulse.ingest.sink import producer_config
@@ -46,13 +46,6 @@ def sample_lines(count: int) -> list[bytes]:
         rate=200, duration_s=120, time_scale=60, seed=1, start=HOURS_AGO_3
     )
     return [event.line for event in itertools.islice(generate_events(config), count)]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> AdminClient:

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from lakepulse.config.db import ConfigDatabase
 from lakepulse.config.models import Tenant
 from lakepulse.platform.components.base import Context
 from lakepulse.settings import Settings
+from tests.webhook_receiver import WebhookReceiver, webhook_receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka", "postgres")]
 
@@ -44,41 +44,10 @@ RULE = {"name": "Rush", "metric": "orders_placed", "dimensions": {"channel": "ap
         "threshold": 5, "window_minutes": 2}
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that accepts everything and records each delivery with its key."""
-
-    def __init__(self) -> None:
-        self.accepted: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.accepted.append({**body, "key": self.headers["Idempotency-Key"]})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, n: int) -> list[dict[str, Any]]:
-        """The deliveries once there are `n` (bounded wait; fewer when they did not come)."""
-        deadline = time.monotonic() + WAIT_S
-        while len(self.accepted) < n and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.accepted
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver(refuse_first=0) as r:
+        yield r
 
 
 @pytest.fixture
@@ -202,7 +171,7 @@ def service(stack: Context, tmp_path: Path, tenant: str) -> Iterator[AlertServic
 
 
 def test_a_rule_made_through_the_api_fires_once_resolves_with_its_own_key_and_survives_a_restart(
-        api: TestClient, settings: Settings, tenant: str, receiver: Receiver, service: AlertService) -> None:
+        api: TestClient, settings: Settings, tenant: str, receiver: WebhookReceiver, service: AlertService) -> None:
     headers = bearer(settings, tenant)
     rule = ok(api.post("/v1/alerts/rules", headers=headers, json={**RULE, "webhook_url": receiver.url}), 201)
     breach = f"{rule['id']}:{tenant}:1"
@@ -241,7 +210,7 @@ def test_a_rule_made_through_the_api_fires_once_resolves_with_its_own_key_and_su
 
 
 def test_rules_changed_disabled_and_deleted_through_the_api_apply_without_a_restart(
-        api: TestClient, settings: Settings, tenant: str, receiver: Receiver, service: AlertService) -> None:
+        api: TestClient, settings: Settings, tenant: str, receiver: WebhookReceiver, service: AlertService) -> None:
     headers = bearer(settings, tenant)
     rule = ok(api.post("/v1/alerts/rules", headers=headers, json={**RULE, "webhook_url": receiver.url}), 201)
     url = f"/v1/alerts/rules/{rule['id']}"

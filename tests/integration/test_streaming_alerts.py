@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from lakepulse.alerts.service import AlertSettings, Delivery, is_alive, run
 from lakepulse.settings import Settings
+from tests.webhook_receiver import WebhookReceiver, webhook_receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("kafka")]
 
@@ -30,44 +30,10 @@ MINUTE_MS = 60_000
 WAIT_S = 60
 
 
-class Receiver:
-    """A webhook endpoint: 503 on the very first request, then 200; records every attempt."""
-
-    def __init__(self) -> None:
-        self.attempts: list[dict[str, Any]] = []
-        self.accepted: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.attempts.append(body)
-                ok = len(receiver.attempts) > 1
-                if ok:
-                    receiver.accepted.append({**body, "key": self.headers["Idempotency-Key"]})
-                self.send_response(200 if ok else 503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, n: int) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + WAIT_S
-        while len(self.accepted) < n and time.monotonic() < deadline:
-            time.sleep(0.2)
-        return self.accepted
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver(refuse_first=1) as r:
+        yield r
 
 
 def topic_values(settings: Settings, topic: str) -> list[dict[str, Any]]:
@@ -153,7 +119,7 @@ class Evaluation:
 
 
 def test_alert_fires_once_per_breach_and_resolves(stack, settings: Settings, tmp_path: Path,
-                                                  receiver: Receiver) -> None:
+                                                  receiver: WebhookReceiver) -> None:
     # The receiver listens on 127.0.0.1, which tenants' webhooks may not reach unless the setting allows it.
     ev = Evaluation(settings, tmp_path, allow_private=True)
     ev.write_rules({"channel": receiver.url})
@@ -182,7 +148,7 @@ def test_alert_fires_once_per_breach_and_resolves(stack, settings: Settings, tmp
     assert [d.status for _, d in ev.deliveries] == ["delivered", "delivered"]
 
 
-def test_rules_reload_without_a_restart(stack, settings: Settings, tmp_path: Path, receiver: Receiver) -> None:
+def test_rules_reload_without_a_restart(stack, settings: Settings, tmp_path: Path, receiver: WebhookReceiver) -> None:
     ev = Evaluation(settings, tmp_path, allow_private=True)
     try:
         ev.start()  # no rules file yet: no rules
@@ -207,7 +173,7 @@ def test_rules_reload_without_a_restart(stack, settings: Settings, tmp_path: Pat
 
 
 def test_webhook_to_an_internal_address_is_refused_at_delivery(stack, settings: Settings, tmp_path: Path,
-                                                               receiver: Receiver) -> None:
+                                                               receiver: WebhookReceiver) -> None:
     ev = Evaluation(settings, tmp_path, allow_private=False)
     ev.write_rules({"channel": receiver.url})  # 127.0.0.1: refused without alert_webhook_allow_private
     try:
