@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlparse
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PLACEHOLDER_SECRET = "lakepulse-local-only"
@@ -144,6 +144,18 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     stream_token_ttl_s: int = Field(default=60, ge=5, le=3600)
 
+    @field_validator("airflow_database_url")
+    @classmethod
+    def _airflow_metadata_on_psycopg(cls, url: SecretStr | None) -> SecretStr | None:
+        """Airflow's metadata URL through psycopg 3, the PostgreSQL driver installed (SQLAlchemy's default for
+        `postgresql://` is psycopg2, which is not); any other database is refused, SQLite included."""
+        if url is None:
+            return None
+        scheme, sep, rest = url.get_secret_value().partition("://")
+        if not sep or scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError("LAKEPULSE_AIRFLOW_DATABASE_URL must be a postgresql:// or postgresql+psycopg:// URL")
+        return SecretStr(f"postgresql+psycopg://{rest}")
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_outside_local(self) -> Settings:
         if self.mode != "local" and self.s3_secret_key == LOCAL_PLACEHOLDER_SECRET:
@@ -197,7 +209,7 @@ class Settings(BaseSettings):
 
     @property
     def airflow_metadata_url(self) -> str:
-        """Airflow's metadata database."""
+        """Airflow's metadata database (a `postgresql+psycopg://` URL, credentials percent-encoded)."""
         if self.airflow_database_url:
             return self.airflow_database_url.get_secret_value()
         return self.postgres_url("airflow")

@@ -61,6 +61,9 @@ class Supervisor:
                 f"stdout_logfile={logs / (svc.name + '.log')}\nredirect_stderr=true\n"
                 "stdout_logfile_maxbytes=50MB\nstdout_logfile_backups=2\n"
             )
+        # Programs' environments hold secrets (the metadata database's password, MinIO's): readable by us only.
+        self.conf.touch(mode=0o600)
+        self.conf.chmod(0o600)
         self.conf.write_text("\n".join(parts))
         return self.conf
 

@@ -1,7 +1,15 @@
-"""Airflow 3 as separate supervised programs (API server, scheduler, DAG processor, triggerer) on SQLite.
+"""Airflow 3 as separate supervised programs (API server, scheduler, DAG processor, triggerer), its metadata in
+PostgreSQL: the stack's own server (database `airflow`) locally, `airflow_database_url` in cluster mode.
 
 Not `airflow standalone`: it starts the log servers of the scheduler and triggerer on every interface,
 and with the LocalExecutor the API server reads task logs from local files, so we skip them.
+
+The schema is migrated by the API server's program, just before the server starts, not by `prepare`: `up` prepares
+every component before it starts any service, so PostgreSQL does not answer yet then (on a fresh state its role
+and databases do not even exist until its bootstrap). The API server starts in the wave after PostgreSQL's and is
+ready only once it answers, and the other three programs start after it, so they find the schema at head. A
+state dir from before this move keeps its SQLite file (`airflow.db`), unused: the PostgreSQL database starts
+empty, so DAG runs and task history start again once (the DAG processor lists the DAGs within a refresh).
 """
 
 from __future__ import annotations
@@ -13,9 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from lakepulse.batch.airflow_api import AirflowApi
 from lakepulse.platform.components.base import Component, Context, Service
+from lakepulse.settings import Settings
 
 
 def airflow_home(ctx: Context) -> Path:
@@ -27,11 +37,17 @@ def airflow_bin() -> str:
 
 
 def airflow_env(ctx: Context) -> dict[str, str]:
-    """Environment every Airflow process of the stack shares (also used by tests and the CLI)."""
+    """Environment every Airflow process of the stack shares (also used by tests and the CLI); it holds the
+    metadata database's password, so it is for child processes, never for printing."""
     s = ctx.settings
     bin_dir = str(Path(sys.executable).parent)
+    metadata = s.airflow_metadata_url
     return {
         "AIRFLOW_HOME": str(airflow_home(ctx)),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
+        # Left unset, Airflow derives the async URL by swapping in asyncpg, which is not installed; psycopg 3
+        # serves both (SQLAlchemy picks its async dialect for create_async_engine).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata,
         "AIRFLOW__CORE__DAGS_FOLDER": str(ctx.repo / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(not s.airflow_unpause_dags),
@@ -48,6 +64,25 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "PYTHONPATH": str(ctx.repo),
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
     }
+
+
+def metadata_location(settings: Settings) -> str:
+    """Where Airflow's metadata lives, fit to print: host, port and database, no credentials."""
+    url = make_url(settings.airflow_metadata_url)
+    return f"postgresql://{url.host}:{url.port or 5432}/{url.database}"
+
+
+# `airflow db migrate` (creates or upgrades the schema; idempotent, and it takes PostgreSQL's advisory lock, so
+# two at once are safe), then the API server in its place, so supervisor signals the server itself. One line:
+# supervisord's config holds the command on one. $1 is the airflow executable, "$@" the server's command.
+MIGRATE_THEN_SERVE = '"$1" db migrate && exec "$@"'
+
+
+def api_server_command(settings: Settings) -> list[str]:
+    """The API server's program: the metadata schema brought to head, then the server on bind_host only."""
+    server = [airflow_bin(), "api-server", "--host", settings.bind_host,
+              "--port", str(settings.port_of(settings.airflow_url)), "--workers", "1"]
+    return ["/bin/sh", "-c", MIGRATE_THEN_SERVE, "airflow-api", *server]
 
 
 def airflow_password(ctx: Context) -> str:
@@ -72,20 +107,22 @@ class Airflow(Component):
     name = "airflow"
 
     def prepare(self, ctx: Context) -> None:
-        # Creates or upgrades the SQLite metadata DB (and airflow.cfg with its generated secrets).
-        out = subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(ctx), capture_output=True,
-                             text=True, cwd=airflow_home(ctx))
+        """Write airflow.cfg with its generated secrets (JWT, Fernet, API) once, before any program starts, so
+        all four read the same ones; the database is not touched (see the module docstring)."""
+        out = subprocess.run([airflow_bin(), "config", "get-value", "core", "executor"], env=airflow_env(ctx),
+                             capture_output=True, text=True, cwd=airflow_home(ctx))
         if out.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+            raise RuntimeError(f"airflow could not read its configuration:\n{out.stdout[-2000:]}\n"
+                               f"{out.stderr[-2000:]}")
 
     def services(self, ctx: Context) -> list[Service]:
         s = ctx.settings
         url = s.airflow_url
         common = {"env": airflow_env(ctx), "directory": airflow_home(ctx), "url": url, "start_timeout": 300.0}
         return [
+            # After PostgreSQL (order 5) and its bootstrap, which creates the role and the `airflow` database.
             Service(name="airflow-api", order=20, ready=_healthy(url, "metadatabase"),
-                    command=[airflow_bin(), "api-server", "--host", s.bind_host,
-                             "--port", str(s.port_of(url)), "--workers", "1"], **common),  # type: ignore[arg-type]
+                    command=api_server_command(s), **common),  # type: ignore[arg-type]
             Service(name="airflow-scheduler", order=25, ready=_healthy(url, "scheduler"),
                     command=[airflow_bin(), "scheduler", "--skip-serve-logs"], **common),  # type: ignore[arg-type]
             Service(name="airflow-dag-processor", order=25, ready=_healthy(url, "dag_processor"),
@@ -111,7 +148,7 @@ class Airflow(Component):
             last = api.last_run(HOURLY_DAG) if hourly else None
         except (httpx.HTTPError, OSError, KeyError, ValueError, RuntimeError):
             return {}
-        facts = {"dags": str(len(dags))}
+        facts = {"metadata": metadata_location(ctx.settings), "dags": str(len(dags))}
         if hourly:
             facts["hourly"] = "paused" if hourly.get("is_paused") else "unpaused"
             facts["last hourly run"] = f"{last['logical_date']} {last['state']}" if last else "none yet"
