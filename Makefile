@@ -83,7 +83,7 @@ lint: setup
 # The figures of design.md section 7, one benchmark after another (needs `make run`; long: the batch rebuild of
 # 10M events and the API's 24 h load dominate). Each script's docstring tells its options; BENCHMARKS.md
 # records the results.
-BENCHES := "ingest.py api" "ingest.py clients" "freshness.py" "archive.py" "batch.py" "api.py all"
+BENCHES := "ingest.py api" "ingest.py clients" "freshness.py" "archive.py" "batch.py" "api.py all" "sse.py"
 bench: setup
 	@for b in $(BENCHES); do echo "== bench/$$b"; $(BIN)/python bench/$$b || exit 1; done
 

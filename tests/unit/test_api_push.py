@@ -1,10 +1,12 @@
 """Live push without Kafka: records shaped into per-tenant events, the fan-out (framing once per tenant, resume,
-slow viewers dropped, the viewer cap), the hub's thread-to-loop handoff, and the stream routes' auth and 503."""
+slow viewers dropped, the viewer cap), the hub's thread-to-loop handoff, one viewer's response (heartbeats, the
+send timeout, the cut of a dropped viewer, hang-ups, shutdown), and the stream routes' auth and 503."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,12 +17,15 @@ import pytest
 from datasketches import hll_sketch
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sse_starlette.sse import AppStatus
 
 from lakepulse.api.app import create_app
 from lakepulse.api.push import hub as hub_module
 from lakepulse.api.push.fanout import OPENING, Fanout, ResumeBuffer, Viewer, ViewerCapReached, frame, parse_event_id
 from lakepulse.api.push.hub import PushHub
 from lakepulse.api.push.shapes import Shaper, encode
+from lakepulse.api.routes import stream as stream_module
+from lakepulse.api.routes.stream import ViewerStream
 from lakepulse.auth.tokens import (
     AuthError,
     Principal,
@@ -388,6 +393,200 @@ def test_a_loop_too_far_behind_discards_updates_and_resets_every_viewer(settings
     got = [event for _, event in messages(run_in_own_loop(scenario()) or b"")]
     assert got[0]["type"] == "reset"
     assert [event["value"] for event in got[1:]] == [9, 9, 9]  # what came after the loss
+
+
+# --- one viewer's response (the ASGI app the stream route returns) ------------------------------------------
+
+
+class Exchange:
+    """The server side of one stream: what the response sent, a client that can hang up or stop reading."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.blocked = False  # every send from now on waits forever (a socket whose buffers are full)
+        self.gate: asyncio.Future[None] | None = None  # sends wait until it is set (a client that reads slowly)
+        self.disconnected: asyncio.Event | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.blocked:
+            await asyncio.get_running_loop().create_future()
+        if self.gate is not None:
+            await self.gate
+        self.sent.append(message)
+
+    async def receive(self) -> dict[str, Any]:
+        assert self.disconnected is not None
+        await self.disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.sent) and self.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def serve(hub: Any, exchange: Exchange, heartbeat_s: float = 15.0, method: str = "GET",
+                tenant: str = "A") -> tuple[asyncio.Task[None], Viewer]:
+    """Subscribe a viewer of `tenant` and start its response as the server would (a task of its own)."""
+    exchange.disconnected = asyncio.Event()
+    viewer, first = hub.subscribe(tenant)
+    response = ViewerStream(hub, viewer, first, heartbeat_s)
+    task = asyncio.get_running_loop().create_task(response({"type": "http", "method": method}, exchange.receive,
+                                                           exchange.send))
+    await asyncio.sleep(0.01)
+    return task, viewer
+
+
+def test_an_idle_viewers_response_is_written_during_the_delivery_and_ends_when_the_client_hangs_up(
+        settings: Settings) -> None:
+    hub = PushHub(settings, feed_factory=FakeFeed)
+    exchange = Exchange()
+
+    async def scenario() -> None:
+        task, _ = await serve(hub, exchange)
+        assert exchange.sent[0]["type"] == "http.response.start" and exchange.sent[0]["status"] == 200
+        headers = dict(exchange.sent[0]["headers"])
+        assert headers[b"content-type"] == b"text/event-stream; charset=utf-8"
+        assert (headers[b"cache-control"], headers[b"x-accel-buffering"]) == (b"no-store", b"no")
+        assert exchange.body == OPENING
+        hub.fanout.deliver([("A", body("A", 1)), ("B", body("B", 2))])
+        hub.fanout.deliver([("A", body("A", 3))])
+        # Written during the delivery itself (the response was idle): no task woken, no turn of the loop.
+        assert [event["value"] for _, event in messages(exchange.body)] == [1, 3]
+        assert hub.stats().viewers == 1
+        assert exchange.disconnected is not None
+        exchange.disconnected.set()
+        await asyncio.wait_for(task, 5)
+
+    run_in_own_loop(scenario())
+    assert exchange.finished and hub.stats().viewers == 0
+
+
+def test_an_idle_stream_gets_heartbeats_and_a_busy_one_none(settings: Settings) -> None:
+    hub = PushHub(settings, feed_factory=FakeFeed)
+    idle, busy = Exchange(), Exchange()
+
+    async def scenario() -> None:
+        idle_task, _ = await serve(hub, idle, heartbeat_s=0.1)
+        busy_task, _ = await serve(hub, busy, heartbeat_s=0.1, tenant="B")
+        for n in range(12):  # 0.36 s: B gets an update every 30 ms, A nothing
+            hub.fanout.deliver([("B", body("B", n))])
+            await asyncio.sleep(0.03)
+        hub.fanout.close_all()
+        await asyncio.wait_for(asyncio.gather(idle_task, busy_task), 5)
+
+    run_in_own_loop(scenario())
+    beats = idle.body.count(b": hb\n\n")  # one per 0.1 s idle: 3, give or take a late timer on a busy host
+    assert 2 <= beats <= 4 and idle.body == OPENING + b": hb\n\n" * beats
+    assert b": hb" not in busy.body and len(messages(busy.body)) == 12
+    assert idle.finished and busy.finished
+
+
+def test_a_write_that_waits_for_the_socket_is_finished_by_the_response_and_what_queued_meanwhile_follows(
+        settings: Settings) -> None:
+    hub = PushHub(settings, feed_factory=FakeFeed)  # sse_queue_size=2
+    exchange = Exchange()
+
+    async def scenario() -> None:
+        task, viewer = await serve(hub, exchange)
+        exchange.gate = asyncio.get_running_loop().create_future()
+        hub.fanout.deliver([("A", body("A", 1))])  # written directly: stalls on the full socket
+        hub.fanout.deliver([("A", body("A", 2))])  # queued meanwhile
+        await asyncio.sleep(0.01)
+        assert viewer.queued == 1 and viewer.writer is None and messages(exchange.body) == []
+        exchange.gate.set_result(None)
+        exchange.gate = None
+        await asyncio.sleep(0.01)
+        assert [event["value"] for _, event in messages(exchange.body)] == [1, 2]
+        assert viewer.writer is not None  # idle again: direct writes resume
+        hub.fanout.deliver([("A", body("A", 3))])
+        assert [event["value"] for _, event in messages(exchange.body)] == [1, 2, 3]
+        hub.fanout.close_all()
+        await asyncio.wait_for(task, 5)
+
+    run_in_own_loop(scenario())
+    assert exchange.finished and hub.stats().dropped == 0 and hub.stats().viewers == 0
+
+
+def test_a_stream_whose_write_waits_too_long_is_cut_and_forgotten(settings: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_module, "MIN_SEND_TIMEOUT_S", 0.2)
+    hub = PushHub(settings, feed_factory=FakeFeed)
+    stuck, other = Exchange(), Exchange()
+
+    async def scenario() -> float:
+        stuck_task, _ = await serve(hub, stuck, heartbeat_s=0.05)
+        other_task, _ = await serve(hub, other, heartbeat_s=0.05)
+        stuck.blocked = True  # a client that stopped reading while its tenant is quiet: its mailbox never fills
+        hub.fanout.deliver([("A", body("A", 1))])
+        started = time.monotonic()
+        await asyncio.wait_for(stuck_task, 5)
+        waited = time.monotonic() - started
+        assert not other_task.done()  # the other viewer is untouched
+        hub.fanout.close_all()
+        await asyncio.wait_for(other_task, 5)
+        return waited
+
+    waited = run_in_own_loop(scenario())
+    assert 0.15 < waited < 2.0
+    assert not stuck.finished  # cut, not ended: the server closes the connection
+    assert other.finished and [event["value"] for _, event in messages(other.body)] == [1]
+    assert hub.stats().viewers == 0
+
+
+def test_a_dropped_viewer_s_response_ends_at_once_even_while_its_write_waits(settings: Settings) -> None:
+    hub = PushHub(settings, feed_factory=FakeFeed)  # sse_queue_size=2
+    slow, fast = Exchange(), Exchange()
+
+    async def scenario() -> None:
+        slow_task, slow_viewer = await serve(hub, slow)
+        fast_task, _ = await serve(hub, fast)
+        slow.blocked = True
+        for n in range(1, 5):
+            hub.fanout.deliver([("A", body("A", n))])
+            await asyncio.sleep(0.01)
+        assert slow_viewer.dropped
+        await asyncio.wait_for(slow_task, 1)
+        assert not fast_task.done()
+        hub.fanout.close_all()
+        await asyncio.wait_for(fast_task, 5)
+
+    run_in_own_loop(scenario())
+    assert hub.stats().dropped == 1 and hub.stats().viewers == 0
+    assert [event["value"] for _, event in messages(fast.body)] == [1, 2, 3, 4]
+
+
+def test_a_head_request_gets_the_headers_only_and_leaves_no_viewer(settings: Settings) -> None:
+    hub = PushHub(settings, feed_factory=FakeFeed)
+    exchange = Exchange()
+
+    async def scenario() -> None:
+        task, _ = await serve(hub, exchange, method="HEAD")
+        await asyncio.wait_for(task, 5)
+
+    run_in_own_loop(scenario())
+    assert [m["type"] for m in exchange.sent] == ["http.response.start", "http.response.body"]
+    assert exchange.body == b"" and exchange.finished and hub.stats().viewers == 0
+
+
+def test_the_server_s_exit_signal_ends_every_stream(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = PushHub(settings, feed_factory=FakeFeed)
+    exchanges = [Exchange(), Exchange()]
+
+    async def scenario() -> None:
+        tasks = [(await serve(hub, exchange))[0] for exchange in exchanges]
+        stream_module.end_streams_on_exit(hub)
+        stream_module.end_streams_on_exit(hub)  # one watch per hub
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in tasks)
+        monkeypatch.setattr(AppStatus, "should_exit", True)  # what uvicorn's patched exit handler sets
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+    run_in_own_loop(scenario())
+    assert all(exchange.finished for exchange in exchanges) and hub.stats().viewers == 0
 
 
 # --- routes ---------------------------------------------------------------------------------------------------

@@ -11,17 +11,17 @@ The events, their shapes, resume and the drop policy: lakepulse/api/push/.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final, cast
 
-import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
+from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
 from lakepulse.api.deps import ANONYMOUS, PrincipalDep, SettingsDep, VerifierDep
@@ -144,40 +144,224 @@ async def stream(
         viewer, first = hub.subscribe(access.tenant_id, resume)
     except ViewerCapReached as exc:
         return error_response(503, str(exc), {"Retry-After": str(VIEWER_CAP_RETRY_AFTER_S)})
+    end_streams_on_exit(hub)
     return ViewerStream(hub, viewer, first, settings.sse_heartbeat_s)
 
 
-def heartbeat() -> ServerSentEvent:
-    """A comment line: keeps proxies from closing an idle stream and shows the client the server is there."""
-    return ServerSentEvent(comment="hb", sep="\n")
+HEARTBEAT: Final = b": hb\n\n"  # a comment: keeps proxies from closing an idle stream, shows the client we are here
+SSE_HEADERS: Final = {"cache-control": "no-store", "connection": "keep-alive", "x-accel-buffering": "no"}
+# Open streams would hold a shutting-down uvicorn forever (it waits for every response before the app's shutdown):
+# one task per hub ends them all when sse-starlette's shutdown watcher sees the exit signal.
+_exit_watches: weakref.WeakKeyDictionary[PushHub, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
 
-async def viewer_chunks(viewer: Viewer, first: bytes) -> AsyncIterator[bytes]:
-    """The viewer's first bytes, then its mailbox's chunks until it is closed."""
-    yield first
-    while (chunk := await viewer.next_chunk()) is not None:
-        yield chunk
+def end_streams_on_exit(hub: PushHub) -> None:
+    """Ends every viewer's stream of `hub` when the server starts to shut down (one watching task per hub)."""
+    watch = _exit_watches.get(hub)
+    if watch is None or watch.done():
+        _exit_watches[hub] = asyncio.get_running_loop().create_task(_close_on_exit(hub))
 
 
-class ViewerStream(EventSourceResponse):
-    """One viewer's SSE response: pre-framed chunks, heartbeats, ended at once when the hub drops the viewer,
-    and the viewer forgotten however the response ends (a HEAD request never iterates the body)."""
+async def _close_on_exit(hub: PushHub) -> None:
+    await EventSourceResponse._listen_for_exit_signal()
+    hub.fanout.close_all()
+
+
+class ViewerStream(Response):
+    """One viewer's SSE response: pre-framed chunks as they come, a heartbeat after `heartbeat_s` without a write,
+    ended at once when the hub drops the viewer or a write has waited `send_timeout_s`, and the viewer forgotten
+    however the response ends (a HEAD request gets the headers only).
+
+    A plain ASGI response rather than sse-starlette's EventSourceResponse, for 10,000 viewers on one process:
+    - While idle it lends the viewer a `writer` (Viewer.writer): the fan-out writes each update straight to the
+      socket, with no task woken per viewer. Only a write that must wait (the client reads slowly, the socket's
+      buffers are full) is handed to the response's task, which finishes it and then writes what queued meanwhile.
+    - One lazy timer per viewer, re-armed only when it fires, serves both the heartbeat and the send timeout (no
+      cancel scope and timer per write, no ping task); one more task waits for the client to hang up."""
+
+    media_type = "text/event-stream"
 
     def __init__(self, hub: PushHub, viewer: Viewer, first: bytes, heartbeat_s: float) -> None:
-        super().__init__(viewer_chunks(viewer, first), ping=heartbeat_s, ping_message_factory=heartbeat, sep="\n",
-                         send_timeout=max(MIN_SEND_TIMEOUT_S, 2 * heartbeat_s))
+        self.status_code = 200
+        self.background = None
+        self.init_headers(SSE_HEADERS)
+        self.heartbeat_s = heartbeat_s
+        self.send_timeout_s = max(MIN_SEND_TIMEOUT_S, 2 * heartbeat_s)
         self._hub = hub
         self._viewer = viewer
+        self._first = first
+        self._cut_reason: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._send: Send | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_write = 0.0
+        self._sending_since: float | None = None
+        self._stalled: tuple[Coroutine[Any, Any, None], Any] | None = None  # a direct write waiting for the socket
+        self._direct: Callable[[bytes], None] | None = None  # `_write_now` when this server's `send` allows it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        viewer = self._viewer
+        listener: asyncio.Task[None] | None = None
         try:
-            with anyio.CancelScope() as dropped:
-                # Cancels a send that waits on a client not reading, which nothing else would end.
-                self._viewer.on_drop = dropped.cancel
-                await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            log.info("a live viewer of %s took no data for %.0f s; disconnected", self._viewer.tenant_id,
-                     self.send_timeout or 0)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if scope["method"] == "HEAD":
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            self._loop = loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            self._send = send
+            self._last_write = loop.time()
+            self._timer = loop.call_at(self._last_write + self.heartbeat_s, self._tick)
+            viewer.on_drop = self._cut_dropped
+            listener = loop.create_task(self._await_disconnect(receive))
+            try:
+                await self._write_first(send)
+                await self._serve(send)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except asyncio.CancelledError:
+                if self._cut_reason is None or self._task is None:
+                    raise
+                # Our own cut: uvicorn closes the connection after what it has buffered.
+                self._task.uncancel()
+                if self._cut_reason == "timeout":
+                    log.info("a live viewer of %s took no data for %.0f s; disconnected", viewer.tenant_id,
+                             self.send_timeout_s)
         finally:
-            self._viewer.on_drop = None
-            self._hub.unsubscribe(self._viewer)
+            viewer.writer = None
+            if self._stalled is not None:
+                self._stalled[0].close()
+            if self._timer is not None:
+                self._timer.cancel()
+            if listener is not None:
+                listener.cancel()
+            viewer.on_drop = None
+            self._hub.unsubscribe(viewer)
+
+    async def _serve(self, send: Send) -> None:
+        """Write what the viewer is offered until it is closed."""
+        viewer = self._viewer
+        while True:
+            if self._stalled is not None:
+                sending, blocker = self._stalled
+                self._stalled = None
+                await _Rest(sending, blocker)
+                self._wrote()
+            elif (chunk := viewer.take()) is not None:
+                await self._write(send, chunk)
+            elif viewer.closed:
+                return
+            else:
+                viewer.writer = self._direct  # idle: the fan-out writes from here on, until a write stalls
+                try:
+                    await viewer.wait()
+                finally:
+                    viewer.writer = None
+
+    async def _write_first(self, send: Send) -> None:
+        """Write the first bytes, driving `send` by hand as `_write_now` will: when it returns at once, the
+        fan-out may write this viewer's chunks directly; when it waits (a test client's send, or a socket already
+        full), every chunk is written by this task (`_direct` stays None)."""
+        assert self._loop is not None
+        self._sending_since = self._loop.time()
+        sending = cast("Coroutine[Any, Any, None]",
+                       send({"type": "http.response.body", "body": self._first, "more_body": True}))
+        try:
+            blocker = sending.send(None)
+        except StopIteration:
+            self._direct = self._write_now
+        else:
+            await _Rest(sending, blocker)
+        self._wrote()
+
+    async def _write(self, send: Send, chunk: bytes) -> None:
+        assert self._loop is not None
+        self._sending_since = self._loop.time()
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self._wrote()
+
+    def _wrote(self) -> None:
+        self._last_write, self._sending_since = self._sending_since or self._last_write, None
+
+    def _write_now(self, chunk: bytes) -> None:
+        """Viewer.writer: write `chunk` on the caller's turn of the loop. The ASGI `send` is driven by hand: it
+        returns at once unless the socket's buffers are full, and then the rest of it goes to the response's task
+        (nothing on the way from here to the socket keeps context across the wait)."""
+        assert self._send is not None and self._loop is not None
+        self._sending_since = self._loop.time()
+        # uvicorn's `send` and every middleware's are coroutine functions: their result can be driven by hand
+        # (`_write_first` saw that the first one completed without a task).
+        sending = cast("Coroutine[Any, Any, None]",
+                       self._send({"type": "http.response.body", "body": chunk, "more_body": True}))
+        try:
+            blocker = sending.send(None)
+        except StopIteration:
+            self._wrote()
+            return
+        except Exception:
+            log.exception("a write to a live viewer of %s failed; disconnected", self._viewer.tenant_id)
+            self._cut("failed")
+            return
+        self._viewer.writer = None
+        self._stalled = (sending, blocker)
+        self._viewer.wake()
+
+    async def _await_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._viewer.close()  # the response ends; a write waiting on the socket is released by the server
+
+    def _tick(self) -> None:
+        """The viewer's timer: a heartbeat when idle for `heartbeat_s`, the cut when a write has waited too long;
+        re-armed for the next moment either could be due (writes only move the moments, never the timer)."""
+        assert self._loop is not None
+        now = self._loop.time()
+        if self._sending_since is not None:
+            if now - self._sending_since >= self.send_timeout_s:
+                self._cut("timeout")
+                return
+            due = self._sending_since + self.send_timeout_s
+        elif now - self._last_write >= self.heartbeat_s:
+            self._viewer.offer(HEARTBEAT)  # refused only when the mailbox is full: then it is not idle
+            self._last_write = max(self._last_write, now)
+            due = now + self.heartbeat_s
+        else:
+            due = self._last_write + self.heartbeat_s
+        self._timer = self._loop.call_at(due, self._tick)
+
+    def _cut_dropped(self) -> None:
+        self._cut("dropped")
+
+    def _cut(self, reason: str) -> None:
+        """End the response now, even while it waits on a client that does not read."""
+        self._viewer.writer = None
+        if self._cut_reason is None and self._task is not None:
+            self._cut_reason = reason
+            self._task.cancel()
+
+
+class _Rest:
+    """Awaits the rest of a coroutine started outside any task (ViewerStream._write_now) that waits on `blocker`:
+    what `await` would have done had a task started it, exceptions (a cancel) included."""
+
+    __slots__ = ("_coroutine", "_blocker")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], blocker: Any) -> None:
+        self._coroutine = coroutine
+        self._blocker = blocker
+
+    def __await__(self) -> Generator[Any, None, None]:
+        coroutine, blocker = self._coroutine, self._blocker
+        while True:
+            try:
+                yield blocker
+            except BaseException as exc:  # noqa: BLE001 - passed on into the coroutine, as `await` does
+                try:
+                    blocker = coroutine.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    blocker = coroutine.send(None)
+                except StopIteration:
+                    return
