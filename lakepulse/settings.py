@@ -74,6 +74,10 @@ class Settings(BaseSettings):
 
     # Spark: `local[2]` on one machine, `spark://host:7077` (or k8s://...) on a cluster.
     spark_master: str = "local[2]"
+    # OS niceness of the batch layer's spark-submit (driver and, in local mode, its tasks). The batch layer runs
+    # hours behind by design; on a small host the speed layer must not wait for it. 19 = the same priority as the
+    # niced streaming JVM (LAKEPULSE_STREAMING_SLOW_NICENESS), so the two share what the minute JVM leaves.
+    batch_niceness: int = Field(default=19, ge=0, le=19)
 
     # Airflow
     airflow_url: str = "http://127.0.0.1:8080"

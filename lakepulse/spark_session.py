@@ -30,6 +30,19 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     }
 
 
+# In local mode the executor is the driver's own JVM, so a missed heartbeat means the JVM got no CPU (the niced
+# streaming JVM on a busy host once went 133 s without one), not that anything died. After 120 s Spark would
+# remove its only executor, and the streaming queries stall on the failed re-registration.
+LOCAL_HEARTBEAT_TIMEOUT_MS = 24 * 3600 * 1000
+
+
+def local_mode_conf(master: str) -> dict[str, str]:
+    """What a `local[...]` master needs on a busy host: never expire the in-process executor."""
+    if not master.startswith("local"):
+        return {}
+    return {"spark.storage.blockManagerHeartbeatTimeoutMs": str(LOCAL_HEARTBEAT_TIMEOUT_MS)}
+
+
 def build_spark(
     app_name: str, settings: Settings | None = None, *, jvm_ignores_sigterm: bool = False, **extra_conf: str
 ) -> SparkSession:
@@ -57,7 +70,8 @@ def build_spark(
         .config("spark.driver.bindAddress", settings.bind_host)
         .config("spark.driver.host", settings.bind_host)
     )
-    for key, value in {**s3a_conf(settings), **JVM_CONF, **extra_conf}.items():
+    for key, value in {**s3a_conf(settings), **JVM_CONF, **local_mode_conf(settings.spark_master),
+                       **extra_conf}.items():
         builder = builder.config(key, value)
     if not jvm_ignores_sigterm:
         return builder.getOrCreate()

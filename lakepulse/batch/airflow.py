@@ -62,6 +62,9 @@ class LakepulseSparkSubmitOperator(SparkSubmitOperator):
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
             **(self.env_vars or {}),
         }
+        # Niceness is inherited: spark-submit and its JVM start at this one (the task process is this job's alone;
+        # its supervisor, which heartbeats, keeps its own).
+        os.nice(max(0, settings.batch_niceness - os.nice(0)))
         super().execute(context)
 
 

@@ -376,3 +376,10 @@ def test_an_event_dated_2099_does_not_move_the_watermark_of_the_minute_query(spa
         if row["metric"] == "events":
             counts[row["window_start"]] = max(counts.get(row["window_start"], 0), row["count"])
     assert sum(counts.values()) == 3  # first, second and third; nothing of 2099
+
+
+def test_a_local_master_never_expires_its_in_process_executor() -> None:
+    from lakepulse.spark_session import local_mode_conf
+
+    assert int(local_mode_conf("local[2]")["spark.storage.blockManagerHeartbeatTimeoutMs"]) >= 3600 * 1000
+    assert local_mode_conf("spark://spark-master:7077") == {}
