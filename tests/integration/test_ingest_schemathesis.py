@@ -29,7 +29,8 @@ APP = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 VERIFIER = TokenVerifier(APP.state.settings)
 # Statuses of the fuzzed POST /v1/events requests, checked when the module ends: a fuzzer whose requests
-# stopped carrying the token (every answer a documented 401) must not pass.
+# stopped carrying the token (every answer a documented 401) must not pass. Only "some were accepted": how many
+# cases schemathesis sends without or with a broken token varies from run to run (627 of 656 in one CI run).
 EVENT_STATUSES: Counter[int] = Counter()
 
 
@@ -51,7 +52,7 @@ def fuzz_topics() -> Iterator[list[str]]:
     with topics(settings.kafka_bootstrap, [settings.topic_events_raw, settings.topic_events_dlq]) as names:
         yield names
         if EVENT_STATUSES:
-            assert EVENT_STATUSES[202] > EVENT_STATUSES[401], EVENT_STATUSES
+            assert EVENT_STATUSES[202] > 0, EVENT_STATUSES
 
 
 @schemathesis.serializer("application/x-ndjson")
