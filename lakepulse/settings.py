@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     api_rate_burst: int = Field(default=400, ge=1)
     # Identical reads of one tenant within this many seconds share one engine query (dashboards poll).
     api_cache_ttl_s: float = Field(default=1.0, ge=0, le=60)
+    # While one request recomputes an expired answer, the others get the expired one if it is at most this many
+    # seconds past its TTL (instead of waiting for the engines); 0 = they wait.
+    api_cache_stale_s: float = Field(default=4.0, ge=0, le=60)
     ingest_port: int = 8001
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     ingest_max_events: int = 20_000

@@ -116,3 +116,45 @@ def test_final_minute_rows_are_read_once_a_minute_unless_too_many() -> None:
     assert source.calls == 4
     final.close()
     assert source.closed
+
+
+def test_while_an_expired_key_is_recomputed_the_others_get_the_expired_answer_for_at_most_stale_s() -> None:
+    import threading
+
+    clock = Clock()
+    cache = AnswerCache(1.0, clock=clock, stale_s=4.0)
+    assert cache.get("k", lambda: "old") == "old"
+    clock.now = 2.0  # expired 1 s ago
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(5)
+        return "new"
+
+    refreshed: list[str] = []
+    refresher = threading.Thread(target=lambda: refreshed.append(cache.get("k", slow)))
+    refresher.start()
+    started.wait(5)
+    # Meanwhile: the others get the expired answer at once, from get and from peek (the fast path's read).
+    assert cache.get("k", lambda: "must not run") == "old"
+    assert cache.peek("k") == "old"
+    clock.now = 5.5  # 4.5 s past its TTL: too old to serve; this request waits for the computation instead
+    waited: list[str] = []
+    waiter = threading.Thread(target=lambda: waited.append(cache.get("k", lambda: "must not run")))
+    waiter.start()
+    assert cache.peek("k") is None
+    release.set()
+    for t in (refresher, waiter):
+        t.join(5)
+    assert refreshed == ["new"] and waited == ["new"]
+    assert cache.get("k", lambda: "must not run") == "new"
+
+
+def test_with_nobody_recomputing_an_expired_answer_is_never_served() -> None:
+    clock = Clock()
+    cache = AnswerCache(1.0, clock=clock, stale_s=4.0)
+    cache.get("k", lambda: "old")
+    clock.now = 1.5
+    assert cache.peek("k") is None
+    assert cache.get("k", lambda: "new") == "new"
