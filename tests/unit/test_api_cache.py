@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 
 from lakepulse.api.cache import AnswerCache, request_key
@@ -13,6 +16,27 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class Blocking:
+    """A computation that says it started, then waits until released, and returns `answer`."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer, self.calls = answer, 0
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self) -> str:
+        self.calls += 1
+        self.started.set()
+        self.release.wait(5)
+        return self.answer
+
+
+def in_thread(results: list[str], read: Callable[[], str]) -> threading.Thread:
+    """`read()` in a started thread, its answer appended to `results`."""
+    thread = threading.Thread(target=lambda: results.append(read()))
+    thread.start()
+    return thread
 
 
 def test_an_answer_is_reused_until_it_expires() -> None:
@@ -59,30 +83,17 @@ def test_keys_hold_the_authorised_tenant_and_ignore_parameter_order() -> None:
 
 
 def test_concurrent_requests_for_one_key_share_one_computation() -> None:
-    import threading
-
-    cache, calls, started = AnswerCache(60.0), [], threading.Event()
-    release = threading.Event()
-
-    def slow() -> str:
-        calls.append(1)
-        started.set()
-        release.wait(5)
-        return "answer"
-
+    cache, slow = AnswerCache(60.0), Blocking("answer")
     answers: list[str] = []
-    first = threading.Thread(target=lambda: answers.append(cache.get("k", slow)))
-    first.start()
-    started.wait(5)
-    waiters = [threading.Thread(target=lambda: answers.append(cache.get("k", slow))) for _ in range(5)]
-    for t in waiters:
-        t.start()
+    first = in_thread(answers, lambda: cache.get("k", slow))
+    slow.started.wait(5)
+    waiters = [in_thread(answers, lambda: cache.get("k", slow)) for _ in range(5)]
     other = cache.get("other", lambda: "not held up")  # another key does not wait for the slow one
-    release.set()
+    slow.release.set()
     for t in [first, *waiters]:
         t.join(5)
     assert other == "not held up"
-    assert answers == ["answer"] * 6 and len(calls) == 1
+    assert answers == ["answer"] * 6 and slow.calls == 1
 
 
 def test_final_minute_rows_are_read_once_a_minute_unless_too_many() -> None:
@@ -119,35 +130,25 @@ def test_final_minute_rows_are_read_once_a_minute_unless_too_many() -> None:
 
 
 def test_while_an_expired_key_is_recomputed_the_others_get_the_expired_answer_for_at_most_stale_s() -> None:
-    import threading
-
     clock = Clock()
     cache = AnswerCache(1.0, clock=clock, stale_s=4.0)
     assert cache.get("k", lambda: "old") == "old"
     clock.now = 2.0  # expired 1 s ago
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> str:
-        started.set()
-        release.wait(5)
-        return "new"
-
+    slow = Blocking("new")
     refreshed: list[str] = []
-    refresher = threading.Thread(target=lambda: refreshed.append(cache.get("k", slow)))
-    refresher.start()
-    started.wait(5)
+    waited: list[str] = []
+    refresher = in_thread(refreshed, lambda: cache.get("k", slow))
+    slow.started.wait(5)
     # Meanwhile: the others get the expired answer at once, from get and from peek (the fast path's read).
     assert cache.get("k", lambda: "must not run") == "old"
     assert cache.peek("k") == "old"
     clock.now = 5.5  # 4.5 s past its TTL: too old to serve; this request waits for the computation instead
-    waited: list[str] = []
-    waiter = threading.Thread(target=lambda: waited.append(cache.get("k", lambda: "must not run")))
-    waiter.start()
+    waiter = in_thread(waited, lambda: cache.get("k", lambda: "must not run"))
     assert cache.peek("k") is None
-    release.set()
+    slow.release.set()
     for t in (refresher, waiter):
         t.join(5)
-    assert refreshed == ["new"] and waited == ["new"]
+    assert refreshed == ["new"] and waited == ["new"] and slow.calls == 1
     assert cache.get("k", lambda: "must not run") == "new"
 
 
