@@ -41,7 +41,7 @@ class StreamingSettings(BaseSettings):
     # Which queries this process runs (comma-separated names; empty = all). The launcher sets it for the
     # processes it starts.
     queries: str = ""
-    # Run the minute query in a JVM of its own and the six others in a second one at a
+    # Run the minute, orders and couriers queries in a JVM of their own and the four others in a second one at a
     # lower OS priority (`slow_niceness`), so the others' micro-batches never take the cores the minute rows need.
     # 19 (the lowest priority) rather than 10: at 20,000 events/s its lag then grows 10-70k records a minute, not ~150k;
     # the others get what it leaves (at 1,000 events/s they stay 10-40 s behind, bounded).
@@ -52,7 +52,7 @@ class StreamingSettings(BaseSettings):
     # scans run in parallel, one per task thread.
     minute_task_slots: int = 2
     minute_shuffle_partitions: int = 2
-    # RocksDB block cache per state store instance, in MB: Spark's default (8) for the six niced queries; the
+    # RocksDB block cache per state store instance, in MB: Spark's default (8) for the four niced queries; the
     # minute JVM's dedup stores (tens of MB of ids each) fit whole in theirs, so the lookup of every new
     # event_id and the eviction scan read cached blocks (replay of 3.2M events: 932 → 724 ms per 20k batch).
     rocksdb_block_cache_mb: int = 8

@@ -1,7 +1,7 @@
 """The speed layer job: `events.raw` → minute aggregates, live order/courier state → Pinot upsert topics.
 
-Seven micro-batch queries. By default (`separate_minute_jvm`) `minute` runs in a Spark application of its own
-and the six others share a second one at a lower OS priority (see streaming.launcher); with
+Seven micro-batch queries. By default (`separate_minute_jvm`) `minute`, `orders` and `couriers` run in a Spark
+application of their own and the four others share a second one at a lower OS priority (see streaming.launcher); with
 `LAKEPULSE_STREAMING_SEPARATE_MINUTE_JVM=false` all seven share one (local mode, 4 task threads):
 
 | query     | plan                                                                   | sink (mode)              |
