@@ -324,14 +324,17 @@ def profile(settings: Settings, tenant: str, end: datetime, metric: str, reps: i
     import trino.dbapi
 
     from lakepulse.api.series import SeriesRequest, merge_series
-    from lakepulse.api.sources import BatchSource, SpeedSource
+    from lakepulse.api.sources import BatchSource, SpeedSource, needs_sketches, partial_columns
+    from lakepulse.catalog import get_catalog
 
     start = end - timedelta(hours=24)
     request = SeriesRequest(metric=metric, start=start, end=end, granularity="1m")
     speed, batch = SpeedSource(settings), BatchSource(settings)
     trino_conn = trino.dbapi.connect(host=settings.trino_url, user=settings.trino_user, source="bench-api",
                                      legacy_prepared_statements=False)
-    pinot_sql = (f"SELECT * FROM metrics_minute WHERE tenant_id = '{tenant}' AND metric = '{metric}' "
+    sketches = needs_sketches(get_catalog().metric(metric).kind)
+    columns = ", ".join(f'"{c}"' for c in partial_columns(sketches))
+    pinot_sql = (f"SELECT {columns} FROM metrics_minute WHERE tenant_id = '{tenant}' AND metric = '{metric}' "
                  f"AND window_start >= {int(start.timestamp() * 1000)} "
                  f"AND window_start < {int(end.timestamp() * 1000)} LIMIT 100001")
     results = []
@@ -342,7 +345,7 @@ def profile(settings: Settings, tenant: str, end: datetime, metric: str, reps: i
             if source is batch:
                 cursor = trino_conn.cursor()
                 # The reader's own statement and parameters (a private attribute: this is a bench).
-                cursor.execute(batch._sql, [tenant, metric, start.date().isoformat(),
+                cursor.execute(batch._sql[sketches], [tenant, metric, start.date().isoformat(),
                                             (end - timedelta(microseconds=1)).date().isoformat(), start, end])
                 cursor.fetchall()
                 engine = cursor.stats["elapsedTimeMillis"] / 1000

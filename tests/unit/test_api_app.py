@@ -544,7 +544,7 @@ def test_the_batch_reader_binds_every_value_and_prunes_by_date(settings: Setting
     assert "t-a" not in sql and "orders_placed" not in sql
     assert "FROM delta.lakepulse.metrics_minute WHERE tenant_id = ? AND metric = ?" in sql
     assert "window_date >= ? AND window_date <= ? AND window_start >= ? AND window_start < ?" in sql
-    assert '"hll_sketch", "theta_sketch"' in sql and sql.endswith("LIMIT 3")
+    assert "sketch" not in sql and sql.endswith("LIMIT 3")  # a count metric: see the test below
 
 
 def test_the_speed_reader_binds_values_through_pinotdb(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -561,6 +561,22 @@ def test_the_speed_reader_binds_values_through_pinotdb(settings: Settings, monke
     assert ("WHERE tenant_id = 't-a' AND metric = 'orders_placed' AND window_start >= 1772446020000 "
             "AND window_start < 1772449200000 LIMIT 100001") in sent
     assert 'CAST("updated_at" AS LONG) AS "updated_at"' in sent
+
+
+@pytest.mark.parametrize("reader", ["batch", "speed"])
+@pytest.mark.parametrize(("metric", "sketches"), [("active_users", True), ("orders_placed", False),
+                                                  ("gross_sales", False), ("prep_time_seconds", False)])
+def test_the_readers_select_sketch_columns_only_for_distinct_counts(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, reader: str, metric: str, sketches: bool) -> None:
+    # A sketch column costs the broker even where it is null (lakepulse.api.sources.needs_sketches).
+    cursor = RecordingCursor([], [])
+    source = BatchSource(settings) if reader == "batch" else SpeedSource(settings)
+    monkeypatch.setattr(source, "_connection", lambda: RecordingConnection(cursor))
+    source.minute_rows("t-a", metric, T9, SEAM)
+    (sql, _), = cursor.executed
+    assert ('"hll_sketch"' in sql and '"theta_sketch"' in sql) is sketches
+    assert ("sketch" in sql) is sketches
+    assert '"buckets"' in sql and '"count"' in sql and '"dims"' in sql
 
 
 @pytest.mark.parametrize("reader", ["batch", "speed"])
