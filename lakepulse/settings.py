@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # While one request recomputes an expired answer, the others get the expired one if it is at most this many
     # seconds past its TTL (instead of waiting for the engines); 0 = they wait.
     api_cache_stale_s: float = Field(default=4.0, ge=0, le=60)
+    # A read that finds its answer with less than this many seconds left recomputes it in the background, so a
+    # key read steadily never makes anyone wait (at most ttl/(ttl-this) times the computations); 0 = off.
+    api_cache_refresh_ahead_s: float = Field(default=0.25, ge=0, le=60)
     ingest_port: int = 8001
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     ingest_max_events: int = 20_000

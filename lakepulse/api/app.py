@@ -143,7 +143,8 @@ def create_app(
     app.state.hub = PushHub(settings)  # live push (SSE); its Kafka feed starts with the first viewer
     app.state.metrics = ApiMetrics()
     app.state.config_db = ConfigDatabase.from_settings(settings, "lakepulse-api")  # connects on first use
-    app.state.answers = AnswerCache(settings.api_cache_ttl_s, stale_s=settings.api_cache_stale_s)
+    app.state.answers = AnswerCache(settings.api_cache_ttl_s, stale_s=settings.api_cache_stale_s,
+                                     refresh_ahead_s=settings.api_cache_refresh_ahead_s)
     app.state.limiter = per_worker(settings.api_rate_limit_per_s, settings.api_rate_burst, settings.api_workers)
     if not settings.auth_enabled:
         log.warning("LAKEPULSE_AUTH_ENABLED is false: every request reads as an analyst, with no token")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -159,3 +160,63 @@ def test_with_nobody_recomputing_an_expired_answer_is_never_served() -> None:
     clock.now = 1.5
     assert cache.peek("k") is None
     assert cache.get("k", lambda: "new") == "new"
+
+
+class Inline:
+    """An executor that runs a submitted refresh when told to, in the test's thread."""
+
+    def __init__(self) -> None:
+        self.queued: list[Callable[[], None]] = []
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self.queued.append(work)
+
+    def run(self) -> None:
+        while self.queued:
+            self.queued.pop(0)()
+
+
+def test_a_key_read_near_its_expiry_is_refreshed_in_the_background_and_nobody_waits() -> None:
+    clock, refresher = Clock(), Inline()
+    cache = AnswerCache(1.0, clock=clock, refresh_ahead_s=0.25, refresher=refresher)  # type: ignore[arg-type]
+    assert cache.get("k", lambda: "first") == "first"
+    clock.now = 0.5
+    assert cache.peek("k") == "first" and cache.get("k", lambda: "must not run") == "first"  # not due yet
+    assert not refresher.queued
+    clock.now = 0.8  # 0.2 s left: due. peek has no computation, so it leaves the key to the route's get
+    assert cache.peek("k") is None
+    assert cache.get("k", lambda: "second") == "first"  # the answer at hand, and the refresh queued
+    assert len(refresher.queued) == 1
+    assert cache.peek("k") == "first"  # being refreshed: the fast path serves it again
+    assert cache.get("k", lambda: "must not run") == "first" and len(refresher.queued) == 1  # one refresh
+    refresher.run()
+    clock.now = 1.5  # past the first answer's expiry: the refreshed one (stored at 0.8) is fresh
+    assert cache.peek("k") == "second" and cache.get("k", lambda: "must not run") == "second"
+
+
+def test_a_failed_refresh_is_not_stored_and_the_answer_still_expires() -> None:
+    clock, refresher = Clock(), Inline()
+    cache = AnswerCache(1.0, clock=clock, refresh_ahead_s=0.5, refresher=refresher)  # type: ignore[arg-type]
+    cache.get("k", lambda: "first")
+    clock.now = 0.6
+
+    def fail() -> str:
+        raise RuntimeError("engine down")
+
+    assert cache.get("k", fail) == "first"
+    refresher.run()  # logged, not raised
+    assert cache.peek("k") is None  # due again: the next get retries
+    clock.now = 1.2
+    with pytest.raises(RuntimeError):
+        cache.get("k", fail)  # expired and nobody refreshing: the request computes it and sees the error
+    assert cache.get("k", lambda: "recovered") == "recovered"
+
+
+def test_refresh_ahead_runs_on_a_real_thread_pool() -> None:
+    cache = AnswerCache(60.0, refresh_ahead_s=60.0)  # always due: every get refreshes in the background
+    assert cache.get("k", lambda: 1) == 1
+    assert cache.get("k", lambda: 2) == 1  # the answer at hand; 2 is computed on the refresher's thread
+    deadline = time.monotonic() + 5
+    while (answer := cache.get("k", lambda: 2)) == 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert answer == 2
