@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from datasketches import compact_theta_sketch, hll_sketch, hll_union, tgt_hll_type, theta_union
@@ -39,8 +40,17 @@ class PartialRow:
     updated_at: datetime
 
 
+@lru_cache(maxsize=8192)
+def _from_millis(millis: int) -> datetime:
+    # Rows share their minutes (a minute's end is the next one's start, dimension tuples share both): a 24 h
+    # series' 1,440 rows hold ~1,441 distinct instants, and datetimes are immutable.
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
+
 def _instant(value: Any, column: str) -> datetime:
     """A UTC-aware datetime from an aware/naive (UTC) datetime, epoch milliseconds or ISO text."""
+    if type(value) is int:  # Pinot's epoch milliseconds: the most common case
+        return _from_millis(value)
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
@@ -71,6 +81,8 @@ def _buckets(value: Any) -> tuple[int, ...] | None:
 
 
 def _dims(value: Any) -> dict[str, str]:
+    if not value:  # None, or an engine total's {} (no dimension tuple)
+        return {}
     if isinstance(value, str):  # Pinot JSON column / Trino json_format
         value = json.loads(value)
     if value is None:

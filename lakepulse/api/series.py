@@ -72,11 +72,16 @@ class SeriesWindow:
     max: float | None = None
     quantiles: Mapping[str, float | None] | None = None
 
-    def to_dict(self, zone: ZoneInfo) -> dict[str, Any]:
-        """JSON-ready: times ISO 8601 in `zone`, numbers plain ints/floats; distributions add min/max/quantiles."""
+    def to_dict(self, zone: ZoneInfo, labels: dict[datetime, str] | None = None) -> dict[str, Any]:
+        """JSON-ready: times ISO 8601 in `zone` (from `labels`, which it fills, when given: a window's end is the
+        next one's start), numbers plain ints/floats; distributions add min/max/quantiles."""
+        labels = {} if labels is None else labels
+        for moment in (self.start, self.end):
+            if moment not in labels:
+                labels[moment] = moment.astimezone(zone).isoformat()
         out: dict[str, Any] = {
-            "start": self.start.astimezone(zone).isoformat(),
-            "end": self.end.astimezone(zone).isoformat(),
+            "start": labels[self.start],
+            "end": labels[self.end],
             "group": dict(self.group),
             "value": self.value,
             "count": self.count,
@@ -102,6 +107,7 @@ class SeriesResponse:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: every time ISO 8601 in the request's timezone."""
         zone, metric = self.request.zone, self.request.definition
+        labels: dict[datetime, str] = {}
         return {
             "metric": metric.name,
             "kind": metric.kind,
@@ -113,7 +119,7 @@ class SeriesResponse:
             "seam": None if self.seam is None else self.seam.astimezone(zone).isoformat(),
             "freshness": None if self.freshness is None else self.freshness.astimezone(zone).isoformat(),
             "truncated": self.truncated,
-            "windows": [w.to_dict(zone) for w in self.windows],
+            "windows": [w.to_dict(zone, labels) for w in self.windows],
         }
 
 
