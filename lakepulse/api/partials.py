@@ -17,7 +17,7 @@ from typing import Any
 
 from datasketches import compact_theta_sketch, hll_sketch, hll_union, tgt_hll_type, theta_union
 
-from lakepulse.catalog.sketches import HLL_LG_CONFIG_K, THETA_LG_NOM_ENTRIES
+from lakepulse.catalog.sketches import HLL_LG_CONFIG_K, THETA_UNION_LG_NOM_ENTRIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,18 +158,18 @@ class Merged:
             self._hll_rows += 1
         if row.theta_sketch is not None:
             if self._theta is None:
-                self._theta = theta_union(THETA_LG_NOM_ENTRIES)
+                self._theta = theta_union(THETA_UNION_LG_NOM_ENTRIES)
             self._theta.update(compact_theta_sketch.deserialize(row.theta_sketch))
             self._theta_rows += 1
 
     def distinct(self) -> int:
         """The distinct-count estimate of the merged sketches (0 when no row was merged)."""
-        # Theta is preferred: a union of fewer than 4,096 distinct users is exact, where HLL at lgK 12 already
-        # estimates (measured over 100 unions of 60 minute sketches: HLL >2 % off in 1-2 % of them for
-        # 1,000-3,500 users, Theta never); above that both have ~1.6 % error (8,000 users: 7-8 % of unions
-        # >2 % off). HLL serves rows that carry only HLL. The two cannot be unioned with each other,
-        # and a row without a sketch would silently lower the answer: either means the query selected the
-        # wrong columns, so it is an error, not a smaller number.
+        # Theta is preferred: a union of fewer than 16,384 distinct users is exact (THETA_UNION_LG_NOM_ENTRIES),
+        # where HLL at lgK 12 already estimates (measured over 100 unions of 60 minute sketches: HLL >2 % off in
+        # 1-2 % of them for 1,000-3,500 users; at lgNom 12 Theta was exact below 4,096, then ~1.6 % error, 8,000
+        # users: 7-8 % of unions >2 % off). HLL serves rows that carry only HLL. The two cannot be unioned with
+        # each other, and a row without a sketch would silently lower the answer: either means the query selected
+        # the wrong columns, so it is an error, not a smaller number.
         if self.rows == 0:
             return 0
         if self._theta is not None and self._theta_rows == self.rows:
