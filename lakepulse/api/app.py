@@ -42,6 +42,7 @@ from lakepulse.api.telemetry import ApiMetrics, RequestMetricsMiddleware
 from lakepulse.auth.tokens import AccessError, TokenVerifier
 from lakepulse.config.db import ConfigDatabase
 from lakepulse.config.errors import ConfigError, ConfigUnavailable
+from lakepulse.gc_tuning import tune_gc
 from lakepulse.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_gc()
         yield
         for source in (sources.batch, sources.speed, app.state.live, app.state.hub, app.state.config_db,
                        app.state.ops):

@@ -9,7 +9,6 @@ whose tenant the token may not write is rejected to the dead-letter topic like a
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 
 from lakepulse.auth.tokens import AccessError, Forbidden, Principal, TokenVerifier
 from lakepulse.events import event_json_schema
+from lakepulse.gc_tuning import tune_gc
 from lakepulse.ingest.body import BodyError, Limits, decode_content, split_body
 from lakepulse.ingest.metrics import IngestMetrics
 from lakepulse.ingest.processing import EventRules, process_items
@@ -301,19 +301,6 @@ def _openapi_with_event_body(app: FastAPI) -> dict[str, Any]:
             schema["components"].pop("securitySchemes", None)
         app.openapi_schema = schema
     return app.openapi_schema
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a server that allocates ~10 objects per event.
-
-    A request of 5,000 events keeps some 50,000 objects alive until it is answered: with the default
-    thresholds (700, 10, 10) they are traced again and again and promoted into the old generation, whose
-    collections then trace the whole heap (12 % of a worker's CPU in a profile at 100,000 events/s). Objects
-    made before serving (modules, the app) are frozen out of collection; young collections run per 50,000
-    allocations. Reference counting still frees everything that is not a cycle at once.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def create_app(
