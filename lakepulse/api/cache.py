@@ -122,6 +122,8 @@ class AnswerCache:
 
     def _refresh_later(self, key: Hashable, compute: Callable[[], Any], keep: Callable[[Any], bool] | None,
                        flight: threading.Lock) -> None:
+        """Recompute `key` on the refresher's threads; `flight` (acquired by the caller) is released after."""
+
         def refresh() -> None:
             try:
                 self._compute(key, compute, keep)
@@ -132,7 +134,11 @@ class AnswerCache:
 
         if self._refresher is None:
             self._refresher = ThreadPoolExecutor(REFRESH_WORKERS, thread_name_prefix="lakepulse-refresh")
-        self._refresher.submit(refresh)
+        try:
+            self._refresher.submit(refresh)
+        except RuntimeError:  # the pool is shut down (the process is exiting): no refresh, and no flight left
+            self._in_flight.pop(key, None)  # held: the caller holds the cache's lock
+            flight.release()
 
 
 def request_key(path: str, tenant_id: str, params: list[tuple[str, str]]) -> Hashable:

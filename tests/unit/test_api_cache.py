@@ -220,3 +220,17 @@ def test_refresh_ahead_runs_on_a_real_thread_pool() -> None:
     while (answer := cache.get("k", lambda: 2)) == 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert answer == 2
+
+
+def test_a_refresh_that_cannot_be_scheduled_leaves_no_flight_behind() -> None:
+    class ShutDown:
+        def submit(self, work: Callable[[], None]) -> None:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    clock = Clock()
+    cache = AnswerCache(1.0, clock=clock, refresh_ahead_s=0.5, refresher=ShutDown())  # type: ignore[arg-type]
+    cache.get("k", lambda: "first")
+    clock.now = 0.6
+    assert cache.get("k", lambda: "second") == "first"
+    clock.now = 1.5  # expired, and nobody is computing it: this request computes it instead of waiting forever
+    assert cache.get("k", lambda: "third") == "third"
