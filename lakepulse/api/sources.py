@@ -98,6 +98,14 @@ def partial_columns(sketches: bool) -> tuple[str, ...]:
     return PARTIAL_COLUMNS if sketches else tuple(c for c in PARTIAL_COLUMNS if c not in SKETCH_COLUMNS)
 
 
+def rows_sql(statements: dict[bool, str], tenant_id: str, metric: str, start: datetime, end: datetime,
+             catalog: Catalog) -> str:
+    """A reader's minute-rows statement for `metric`: with the sketch columns or without (`partial_columns`).
+    The scope is checked first, so an unknown metric is refused before the catalog is asked for its kind."""
+    check_scope(tenant_id, metric, start, end, catalog)
+    return statements[needs_sketches(catalog.metric(metric).kind)]
+
+
 def _quoted(column: str) -> str:
     return f'"{column}"'
 
@@ -211,8 +219,7 @@ class BatchSource(_OneConnection[trino.dbapi.Connection]):
 
     def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
         """The tenant's `metric` rows with window_start in [start, end) (the batch range of split_at_seam)."""
-        check_scope(tenant_id, metric, start, end, self._catalog)  # before the catalog is asked for its kind
-        sql = self._sql[needs_sketches(self._catalog.metric(metric).kind)]
+        sql = rows_sql(self._sql, tenant_id, metric, start, end, self._catalog)
         return _capped(self._read(sql, tenant_id, metric, start, end), self._max_rows)
 
     def minute_totals(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
@@ -309,8 +316,7 @@ class SpeedSource(BrokerReader):
 
     def minute_rows(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
         """The tenant's current `metric` rows with window_start in [start, end) (the speed range of split_at_seam)."""
-        check_scope(tenant_id, metric, start, end, self._catalog)  # before the catalog is asked for its kind
-        sql = self._sql[needs_sketches(self._catalog.metric(metric).kind)]
+        sql = rows_sql(self._sql, tenant_id, metric, start, end, self._catalog)
         return _capped(self._read(sql, tenant_id, metric, start, end), self._max_rows)
 
     def minute_totals(self, tenant_id: str, metric: str, start: datetime, end: datetime) -> MinuteRows:
