@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from lakepulse.api.series import SeriesRequest, TimeRange, merge_series, split_at_seam
+from lakepulse.api.series import SeriesRequest, TimeRange, merge_series, split_at_seam, summed_by_engines
 from lakepulse.api.sources import MinuteRows, MinuteSource, SeamReader
 from lakepulse.api.top import TopRequest, rank_top
 
@@ -36,8 +36,8 @@ def read_minutes(
 
 def engine_totals_suffice(request: SeriesRequest) -> bool:
     """Whether the engines may add the minute's dimension tuples themselves: no group or filter needs them, and
-    the metric's value needs only count and sum (sketches and buckets do not add in SQL)."""
-    return not request.group_by and not request.filters and request.definition.kind in ("count", "sum", "average")
+    the metric's value needs only count and sum."""
+    return not request.group_by and not request.filters and summed_by_engines(request.definition)
 
 
 def read_series(

@@ -184,6 +184,12 @@ class Value:
     quantiles: Mapping[str, float | None] | None
 
 
+def summed_by_engines(metric: Metric) -> bool:
+    """Whether the metric's value needs only count and sum, which an engine can add over a minute's dimension
+    tuples itself (sketches and buckets do not add in SQL)."""
+    return metric.kind in ("count", "sum", "average")
+
+
 def value_of(metric: Metric, merged: Merged) -> Value:
     """Merged partials → the metric's value by kind: counts and sums add, averages are sum/count, distinct
     counts union sketches, quantiles come from the buckets."""

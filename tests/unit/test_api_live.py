@@ -269,6 +269,8 @@ def test_read_live_asks_each_layer_for_its_span_only_and_keeps_final_totals(sett
                                           for m in ("gross_sales", "orders_completed", "prep_time_seconds")])
     assert sorted(live.calls) == [("ratings", "t-a", 5), ("statuses", "t-a", None), ("summary", "t-a", None),
                                   ("waiting", "t-a", MAX_WAITING_LISTED)]
+    # Sales and completed orders come summed per minute by the engine; prep time needs its rows' buckets.
+    assert batch.totals_calls == speed.totals_calls == 2
     # A second read within the TTL takes the final (before-the-seam) totals from the cache: no batch read.
     again = read_live(request, "t-a", live, FakeSeam(SEAM), batch, speed, NOW + timedelta(seconds=10))
     assert len(batch.calls) == 3 and len(speed.calls) == 6
