@@ -31,12 +31,14 @@ def api_server(name: str, factory: str, workers: int, env: dict[str, str], logs:
     """A uvicorn of `factory` on a free port (its own process group, stopped on exit); yields its base URL."""
     port = free_port()
     prom = Path(tempfile.mkdtemp(prefix=f"bench-api-{name}-prom-"))
+    answers = Path(tempfile.mkdtemp(prefix=f"bench-api-{name}-answers-"))  # the workers share answers, as in the stack
     log = (logs / f"{name}.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom), **env},
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom), "LAKEPULSE_API_SHARED_ANSWERS_DIR": str(answers),
+             **env},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -62,3 +64,4 @@ def api_server(name: str, factory: str, workers: int, env: dict[str, str], logs:
             server.wait(10)
         log.close()
         shutil.rmtree(prom, ignore_errors=True)
+        shutil.rmtree(answers, ignore_errors=True)

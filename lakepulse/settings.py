@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # A read that finds its answer with less than this many seconds left recomputes it in the background, so a
     # key read steadily never makes anyone wait (at most ttl/(ttl-this) times the computations); 0 = off.
     api_cache_refresh_ahead_s: float = Field(default=0.25, ge=0, le=60)
+    # A private directory the API's workers share answers through (one computation per key for all of them);
+    # `lakepulse up` sets it for the stack's API. None: each worker computes its own.
+    api_shared_answers_dir: Path | None = None
     ingest_port: int = 8001
     ingest_max_body_bytes: int = 16 * 1024 * 1024
     ingest_max_events: int = 20_000

@@ -29,6 +29,7 @@ from lakepulse.api.routes import operations as ops_routes
 from lakepulse.api.routes import stream as stream_routes
 from lakepulse.api.routes import web as web_routes
 from lakepulse.api.series import SeriesRequestError
+from lakepulse.api.shared_answers import SharedAnswers
 from lakepulse.api.sources import (
     BatchSource,
     FinalMinuteRows,
@@ -145,8 +146,10 @@ def create_app(
     app.state.hub = PushHub(settings)  # live push (SSE); its Kafka feed starts with the first viewer
     app.state.metrics = ApiMetrics()
     app.state.config_db = ConfigDatabase.from_settings(settings, "lakepulse-api")  # connects on first use
+    shared = (SharedAnswers(settings.api_shared_answers_dir, settings.api_cache_ttl_s)
+              if settings.api_shared_answers_dir is not None and settings.api_cache_ttl_s > 0 else None)
     app.state.answers = AnswerCache(settings.api_cache_ttl_s, stale_s=settings.api_cache_stale_s,
-                                     refresh_ahead_s=settings.api_cache_refresh_ahead_s)
+                                     refresh_ahead_s=settings.api_cache_refresh_ahead_s, shared=shared)
     app.state.limiter = per_worker(settings.api_rate_limit_per_s, settings.api_rate_burst, settings.api_workers)
     if not settings.auth_enabled:
         log.warning("LAKEPULSE_AUTH_ENABLED is false: every request reads as an analyst, with no token")

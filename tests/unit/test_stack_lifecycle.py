@@ -6,6 +6,8 @@ imposes and what `stack.down` deletes. The real start on a fresh state is what C
 
 from __future__ import annotations
 
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,19 @@ def test_where_to_look_names_the_metrics_api_and_a_demo_token_that_verifies(ctx:
     principal = TokenVerifier(ctx.settings).verify(token)
     assert principal.tenant_id == "demo-rest-0001"
     assert any(s.name == "api" for _, s in stack.all_services(ctx))
+
+
+def test_the_metrics_api_workers_share_answers_in_a_private_directory_made_empty_at_each_start(ctx: Context) -> None:
+    from lakepulse.platform.components.apps import answers_dir
+
+    services = {s.name: s for _, s in stack.all_services(ctx)}
+    api, ingest = services["api"], services["ingest"]
+    shared = answers_dir(ctx)
+    assert api.env["LAKEPULSE_API_SHARED_ANSWERS_DIR"] == str(shared)
+    assert "LAKEPULSE_API_SHARED_ANSWERS_DIR" not in ingest.env
+    # The start command's own preparation, on a fresh state directory and again over a previous run's answers.
+    prepare = api.command[-1].split(" && exec ")[0]
+    for _ in range(2):
+        subprocess.run(["/bin/sh", "-c", prepare], check=True)
+        assert shared.is_dir() and not any(shared.iterdir()) and stat.S_IMODE(shared.stat().st_mode) == 0o700
+        (shared / "left-over").write_bytes(b"a previous run's answer")

@@ -19,19 +19,30 @@ def metrics_dir(ctx: Context, app: str = "ingest") -> Path:
     return ctx.state / "prometheus" / app
 
 
-def uvicorn_service(ctx: Context, name: str, factory: str, port: int, workers: int, order: int) -> Service:
-    """One of our FastAPI apps under uvicorn with `workers` processes, their Prometheus files shared."""
+def answers_dir(ctx: Context, app: str = "api") -> Path:
+    """Where an app's workers share their cached answers (lakepulse/api/shared_answers.py)."""
+    return ctx.state / "run" / f"{app}-answers"
+
+
+def uvicorn_service(ctx: Context, name: str, factory: str, port: int, workers: int, order: int,
+                    share_answers: bool = False) -> Service:
+    """One of our FastAPI apps under uvicorn with `workers` processes, their Prometheus files (and, with
+    `share_answers`, their cached answers) shared."""
     s = ctx.settings
     url = f"http://{s.bind_host}:{port}"
     uvicorn = [str(Path(sys.executable).parent / "uvicorn"), "--factory", factory, "--host", s.bind_host,
                "--port", str(port), "--workers", str(workers), "--no-access-log"]
-    prom = metrics_dir(ctx, name)
+    # prometheus-client's multiprocess mode needs an empty directory at every (re)start; the answers of a
+    # previous run are dropped too.
+    fresh = [metrics_dir(ctx, name), *([answers_dir(ctx, name)] if share_answers else [])]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(fresh[0])}
+    if share_answers:
+        env["LAKEPULSE_API_SHARED_ANSWERS_DIR"] = str(fresh[1])
+    dirs = " ".join(shlex.quote(str(d)) for d in fresh)
     return Service(
         name=name,
-        # prometheus-client's multiprocess mode needs an empty directory at every (re)start.
-        command=["/bin/sh", "-c", f"rm -rf {shlex.quote(str(prom))} && mkdir -p {shlex.quote(str(prom))} "
-                                  f"&& exec {shlex.join(uvicorn)}"],
-        env={"PROMETHEUS_MULTIPROC_DIR": str(prom)},
+        command=["/bin/sh", "-c", f"rm -rf {dirs} && mkdir -p -m 700 {dirs} && exec {shlex.join(uvicorn)}"],
+        env=env,
         ready=lambda: http_ok(f"{url}/health"),
         url=url,
         directory=ctx.repo,
@@ -49,7 +60,8 @@ class Apps(Component):
         return [
             uvicorn_service(ctx, "ingest", "lakepulse.ingest.app:create_app", s.ingest_port, 2, order=30),
             # After the engines it reads (Trino, Pinot), though it answers 503 per request while one is down.
-            uvicorn_service(ctx, "api", "lakepulse.api.app:create_app", s.api_port, s.api_workers, order=60),
+            uvicorn_service(ctx, "api", "lakepulse.api.app:create_app", s.api_port, s.api_workers, order=60,
+                            share_answers=True),
             *self._demo(ctx, bin_dir, ingest_url),
         ]
 
