@@ -73,7 +73,13 @@ class SharedAnswers:
     def _stripe(self, name: str) -> Iterator[None]:
         # Its own open file per acquisition: flock excludes open files, so threads of one process exclude
         # each other too.
-        with open(self._locks / f"{int(name[:4], 16) % LOCK_STRIPES:03d}", "ab") as lock:
+        try:
+            lock = open(self._locks / f"{int(name[:4], 16) % LOCK_STRIPES:03d}", "ab")  # noqa: SIM115
+        except OSError:  # the directory is gone: answer anyway, each worker for itself, as without sharing
+            log.warning("the shared answers' lock cannot be opened; computing without it", exc_info=True)
+            yield
+            return
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield

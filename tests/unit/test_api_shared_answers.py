@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import stat
 import threading
 import time
@@ -58,6 +59,13 @@ def test_the_directory_is_private_and_a_broken_file_is_recomputed(tmp_path: Path
     (answer_file,) = [p for p in directory.iterdir() if p.is_file()]
     answer_file.write_bytes(b"\x01\x02")  # cut short
     assert shared.get_or_compute("k", lambda: b"again") == (b"again", 0.0)
+
+
+def test_a_directory_removed_under_a_running_worker_costs_sharing_not_answers(tmp_path: Path) -> None:
+    directory = tmp_path / "answers"
+    shared = SharedAnswers(directory, 60.0)
+    shutil.rmtree(directory)
+    assert shared.get_or_compute("k", lambda: b"still answered") == (b"still answered", 0.0)
 
 
 def test_only_bytes_are_published(tmp_path: Path) -> None:
