@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import reduce
 
 import pyspark.sql.functions as F
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
@@ -41,12 +42,20 @@ def read_raw(spark: SparkSession, raw_root: str, rng: TimeRange,
     files are null), duplicates included; reads only the hour partitions of the range. With
     `archived_before`, only the rows of that archive snapshot (see filter_archived_before)."""
     hours = TimeRange(rng.start, rng.end).widened("hour")
+    try:
+        archive_df = spark.read.option("basePath", raw_root).option("mergeSchema", "false").parquet(raw_root)
+    except AnalysisException as exc:
+        # A fresh stack's first hourly run can come before the sink's first upload; its snapshot then says
+        # nothing was archived (every committed offset 0), so no archive yet is an empty one. Otherwise a
+        # missing archive is an error (wrong bucket, lost data), never silently nothing.
+        nothing_archived = bool(archived_before) and not any((archived_before or {}).values())
+        if exc.getCondition() != "PATH_NOT_FOUND" or not nothing_archived:
+            raise
+        return spark.createDataFrame([], RAW_SCHEMA)
     # The archive partitions by event time (receive time when the event has none), so only the event
     # dates of the range are read; the exact range filter follows.
     raw_df = (
-        spark.read.option("basePath", raw_root)
-        .option("mergeSchema", "false")
-        .parquet(raw_root)
+        archive_df
         .where(f"CAST(event_date AS STRING) IN ({sql_list(hours.dates())})")
         .where(f"occurred_at >= {sql_ts(rng.start)} AND occurred_at < {sql_ts(rng.end)}")
     )

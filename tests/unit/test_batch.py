@@ -177,3 +177,19 @@ def test_read_raw_applies_the_cutoff_only_when_given(spark, tmp_path) -> None:  
     assert sorted(r["event_id"] for r in everything.collect()) == [f"e{i}" for i in range(6)]
     snapshot = read_raw(spark, str(tmp_path / "raw"), rng, {("events.raw", 0): 3, ("events.raw", 1): 2})
     assert sorted(r["event_id"] for r in snapshot.collect()) == ["e0", "e1", "e2"]
+
+
+@pytest.mark.spark
+def test_no_archive_yet_is_empty_only_when_the_snapshot_says_nothing_was_archived(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A fresh stack's first hourly run may start before the sink's first upload (its snapshot: every offset
+    0); any other run that finds no archive fails, as a missing archive is then lost data or a wrong path."""
+    from pyspark.errors import AnalysisException
+
+    from spark_jobs.raw import RAW_COLUMNS, read_raw
+
+    missing, rng = str(tmp_path / "raw"), TimeRange(H, H + timedelta(hours=1))
+    nothing = read_raw(spark, missing, rng, {("events.raw", 0): 0, ("events.raw", 1): 0})
+    assert nothing.count() == 0 and tuple(nothing.columns) == RAW_COLUMNS
+    for snapshot in (None, {}, {("events.raw", 0): 0, ("events.raw", 1): 5}):
+        with pytest.raises(AnalysisException):
+            read_raw(spark, missing, rng, snapshot)
