@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from lakepulse.aggregations import ORDER_KEY, PARTIAL_KEY
@@ -311,10 +312,13 @@ def ensure_table(spark: SparkSession, df: DataFrame, spec: TableSpec, path: str)
         builder = builder.partitionedBy(*spec.partition_by)
     try:
         builder.execute()
-    except conflicts():
-        # Two first runs created the table at once: the other one's table is the same table.
+    except conflicts() + (AnalysisException,) as err:
+        # Two first runs created the table at once: the other one's table is the same table. Delta reports the
+        # loser as a commit conflict, and possibly as an AnalysisException (suspected: one CI run's second
+        # concurrent backfill failed with one before its first MERGE). A real mismatch fails in the MERGE after.
         if not DeltaTable.isDeltaTable(spark, path):
             raise
+        log.warning("%s: created by a concurrent run meanwhile (%s)", spec.name, str(err).splitlines()[0][:200])
 
 
 def merge_rows(

@@ -138,7 +138,7 @@ def test_two_concurrent_backfills_of_one_range_leave_every_row_once(spark: Any, 
         t.start()
     for t in threads:
         t.join()
-    assert not errors, errors
+    assert not errors, [f"{type(err).__name__}: {str(err)[:2000]}" for err in errors]
 
     # Each key once in every served table, and the numbers equal an independent recount of the archive.
     assert all(n == distinct > 0 for n, distinct in keys_once(spark, lake).values()), keys_once(spark, lake)
