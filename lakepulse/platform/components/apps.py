@@ -34,10 +34,13 @@ def uvicorn_service(ctx: Context, name: str, factory: str, port: int, workers: i
                "--port", str(port), "--workers", str(workers), "--no-access-log"]
     # prometheus-client's multiprocess mode needs an empty directory at every (re)start; the answers of a
     # previous run are dropped too.
-    fresh = [metrics_dir(ctx, name), *([answers_dir(ctx, name)] if share_answers else [])]
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(fresh[0])}
+    prom = metrics_dir(ctx, name)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    fresh = [prom]
     if share_answers:
-        env["LAKEPULSE_API_SHARED_ANSWERS_DIR"] = str(fresh[1])
+        answers = answers_dir(ctx, name)
+        env["LAKEPULSE_API_SHARED_ANSWERS_DIR"] = str(answers)
+        fresh.append(answers)
     dirs = " ".join(shlex.quote(str(d)) for d in fresh)
     return Service(
         name=name,
